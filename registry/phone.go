@@ -32,3 +32,9 @@ func ParseMSISDN(raw, defaultRegion string) (mhero.MSISDN, error) {
 	e164 := phonenumbers.Format(num, phonenumbers.E164)
 	return mhero.MSISDN(strings.TrimPrefix(e164, "+")), nil
 }
+
+// ValidRegion reports whether region is a country the phone-number library knows
+// ("LR", "KE"), so a mistyped default country is caught at start, not at first import.
+func ValidRegion(region string) bool {
+	return phonenumbers.GetCountryCodeForRegion(strings.ToUpper(region)) != 0
+}

@@ -51,6 +51,10 @@ CREATE TABLE workers (
     -- by top-level location is one index scan, not a join per worker. Kept in step by the
     -- store whenever a facility or location moves.
     location_path bigint[] NOT NULL DEFAULT '{}',
+    -- The top-level location (the country's child, e.g. the county) that previews count
+    -- by. Generated, so every write path keeps it right; an int column groups several
+    -- times faster than subscripting the array on every row.
+    top_location_id bigint GENERATED ALWAYS AS (COALESCE(location_path[2], location_path[1])) STORED,
     skill_ids     int[] NOT NULL DEFAULT '{}',
     language      text NOT NULL DEFAULT 'en',
     active        boolean NOT NULL DEFAULT true,
@@ -61,7 +65,11 @@ CREATE TABLE workers (
 CREATE INDEX workers_location_path_idx ON workers USING gin (location_path);
 CREATE INDEX workers_skill_ids_idx ON workers USING gin (skill_ids);
 CREATE INDEX workers_facility_idx ON workers (facility_id);
-CREATE INDEX workers_cadre_idx ON workers (cadre_id);
+-- Targeting's workhorse: the reachable workers by cadre and top-level location, covering
+-- the columns the common filters read, so country- and county-wide previews are
+-- index-only scans.
+CREATE INDEX workers_reachable_idx ON workers (cadre_id, top_location_id) INCLUDE (language, facility_id)
+    WHERE active AND NOT opted_out;
 CREATE INDEX workers_alt_msisdn_idx ON workers (alt_msisdn) WHERE alt_msisdn IS NOT NULL;
 
 -- API keys: only a SHA-256 of the key is kept; the key itself is shown once at creation.
@@ -102,6 +110,9 @@ CREATE TABLE imports (
     rows_total   int NOT NULL DEFAULT 0,
     rows_ok      int NOT NULL DEFAULT 0,
     rows_failed  int NOT NULL DEFAULT 0,
+    created      int NOT NULL DEFAULT 0,
+    updated      int NOT NULL DEFAULT 0,
+    ignored      int NOT NULL DEFAULT 0,           -- FHIR resources of other types
     errors       jsonb NOT NULL DEFAULT '[]',
     actor        text NOT NULL DEFAULT ''
 );
