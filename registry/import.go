@@ -397,9 +397,6 @@ type fieldNames struct {
 	code, name, parent, location, facility, phone, ihrisID string
 }
 
-var csvFields = fieldNames{code: "code", name: "name", parent: "parent_code", location: "location_code",
-	facility: "facility_code", phone: "phone", ihrisID: "ihris_id"}
-
 // --- Locations -------------------------------------------------------------------------
 
 // importLocations upserts a location tree given in any order. Parents resolve within the
