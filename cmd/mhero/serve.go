@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mhero-health/mhero/api"
+	"github.com/mhero-health/mhero/registry"
+	"github.com/mhero-health/mhero/sessions"
+	"github.com/mhero-health/mhero/smpp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// The adapters must fit the interfaces their consumers declare.
+var _ api.Authenticator = (*registry.Store)(nil)
+
+// App is a running server: every component it started, to be stopped in reverse order.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	db       *pgxpool.Pool
+	sessions *sessions.Store
+	smpp     *smpp.Pool
+	registry *registry.Store
+	api      *api.Server
+	http     *http.Server
+	ln       net.Listener
+	served   chan error
+}
+
+// Start migrates the database, connects to PostgreSQL and Valkey, binds to the SMSCs and
+// starts serving HTTP. It returns once the listener is open; Close stops everything.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			a.Close(context.Background())
+		}
+	}()
+	if err := registry.Migrate(ctx, cfg.DatabaseURL, log.With("comp", "migrate")); err != nil {
+		return nil, fmt.Errorf("migrate PostgreSQL: %w", err)
+	}
+	if a.db, err = openDB(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	if a.sessions, err = sessions.Open(ctx, cfg.ValkeyURL, "mhero:"); err != nil {
+		return nil, fmt.Errorf("%w (is Valkey/Redis running? make deps)", err)
+	}
+	a.registry = registry.NewStore(a.db, cfg.File.Country, log.With("comp", "registry"))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		registry.NewPoolCollector(a.db))
+
+	if len(cfg.File.SMSC) > 0 {
+		a.smpp, err = smpp.NewPool(cfg.File.SMSC, smpp.Handlers{}, log, reg)
+		if err != nil {
+			return nil, fmt.Errorf("smpp: %w", err)
+		}
+		if err := a.smpp.Start(ctx); err != nil {
+			return nil, fmt.Errorf("smpp: %w", err)
+		}
+	}
+
+	a.api = api.New(api.Options{Auth: a.registry, Log: log, Metrics: reg, Gatherer: reg, Ready: a.readyChecks()})
+	a.registry.Routes(a.api)
+
+	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	a.http = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() { a.served <- a.http.Serve(a.ln) }()
+	log.Info("mhero serving", "addr", a.Addr(), "country", cfg.File.Country, "smsc_accounts", len(cfg.File.SMSC))
+	return a, nil
+}
+
+func openDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("MHERO_DATABASE_URL: %w", err)
+	}
+	db, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect PostgreSQL: %w", err)
+	}
+	if err := db.Ping(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect PostgreSQL: %w (is it running? make deps)", err)
+	}
+	return db, nil
+}
+
+// readyChecks are what /readyz asks: PostgreSQL, Valkey, and at least one SMSC bind when
+// any is configured.
+func (a *App) readyChecks() []api.Check {
+	checks := []api.Check{
+		{Name: "postgres", Func: func(ctx context.Context) (any, error) { return nil, a.db.Ping(ctx) }},
+		{Name: "valkey", Func: func(ctx context.Context) (any, error) { return nil, a.sessions.Ping(ctx) }},
+	}
+	if a.smpp != nil {
+		checks = append(checks, api.Check{Name: "smsc", Func: func(ctx context.Context) (any, error) {
+			h := a.smpp.Health()
+			for _, b := range h {
+				if b.State != smpp.BindDown {
+					return h, nil
+				}
+			}
+			return h, errors.New("no SMSC bind is up")
+		}})
+	}
+	return checks
+}
+
+// Addr is the HTTP listener's address (useful with MHERO_HTTP_ADDR=127.0.0.1:0).
+func (a *App) Addr() string {
+	if a.ln == nil {
+		return ""
+	}
+	return a.ln.Addr().String()
+}
+
+// Close stops the components in reverse order of start: HTTP stops taking requests and
+// finishes those in flight, the SMPP pool drains its windows and unbinds, then the stores
+// close. ctx bounds the whole stop.
+func (a *App) Close(ctx context.Context) error {
+	var errs []error
+	if a.http != nil {
+		if err := a.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+		if err := <-a.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if a.smpp != nil {
+		if err := a.smpp.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("smpp: %w", err))
+		}
+	}
+	if a.sessions != nil {
+		a.sessions.Close()
+	}
+	if a.db != nil {
+		a.db.Close()
+	}
+	return errors.Join(errs...)
+}
+
+func runServe(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
+	a, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return waitAndClose(ctx, a, log)
+}
+
+// waitAndClose blocks until ctx ends (SIGINT/SIGTERM) or the listener fails, then stops
+// the app within the shutdown bound.
+func waitAndClose(ctx context.Context, a *App, log *slog.Logger) error {
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-a.served:
+		a.served <- serveErr // Close waits on it too
+	}
+	log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
+	stopCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	err := a.Close(stopCtx)
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return errors.Join(serveErr, err)
+	}
+	return err
+}
