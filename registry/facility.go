@@ -141,6 +141,11 @@ func (s *Store) DeleteFacility(ctx context.Context, ref string) error {
 		if !inScope(ctx, path) {
 			return errOutOfScope("Facility")
 		}
+		// FOR UPDATE waits for writers holding FOR KEY SHARE on it (workers being attached),
+		// so the check below sees them.
+		if _, err := tx.Exec(ctx, `SELECT id FROM facilities WHERE id = $1 FOR UPDATE`, cur.ID); err != nil {
+			return err
+		}
 		var used bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM workers WHERE facility_id = $1)`, cur.ID).Scan(&used); err != nil {
 			return err

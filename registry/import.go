@@ -728,6 +728,11 @@ func nullText(s string) any {
 // the good ones. Identity: a worker with the row's iHRIS id; else the worker holding the
 // row's phone when that worker has no iHRIS id or the row gives none.
 func upsertWorkers(ctx context.Context, tx pgx.Tx, f fieldNames, opt ImportOptions, col *collector, res *ImportResult) error {
+	// Hold the facilities the file names until commit, as a foreign key would (see the
+	// workers table): a facility cannot be deleted under the import.
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM facilities WHERE code IN (SELECT DISTINCT facility FROM imp_w) FOR KEY SHARE`); err != nil {
+		return err
+	}
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE imp_wr ON COMMIT DROP AS
 		SELECT s.*, COALESCE(bi.id, CASE WHEN s.ihris_id IS NULL OR bp.ihris_id IS NULL THEN bp.id END) AS worker_id,
 			bp.id AS holder_id, fa.id AS facility_id, l.path AS path

@@ -184,7 +184,7 @@ func rewritePaths(ctx context.Context, tx pgx.Tx, id int64, oldLen int, newPath 
 		return err
 	}
 	_, err := tx.Exec(ctx, `UPDATE workers SET location_path = $1::bigint[] || location_path[$2 + 1:], updated_at = now()
-		WHERE location_path @> ARRAY[$3]::bigint[]`, newPath, oldLen, id)
+		WHERE location_id = ANY (SELECT id FROM locations WHERE path @> ARRAY[$3]::bigint[])`, newPath, oldLen, id)
 	return err
 }
 

@@ -31,17 +31,48 @@ type Target struct {
 type resolvedTarget struct {
 	cadres, skills  []int32
 	tops            []int64 // top-level locations (and roots): matched on top_location_id
-	locations       []int64 // deeper locations: matched on the path (GIN)
+	locations       []int64 // every location inside the deeper named subtrees: matched on location_id
 	facilities      []int64
 	languages       []string
 	scope           int64
+	scopeLevel      int
+	scopeTops       []int64 // the scope as top-level locations (a root or a county scope)
+	scopeDeep       []int64 // the scope as its locations (a scope below the top level)
 	includeInactive bool
+}
+
+// skillMask returns the skills as a bit set and whether every one fits in it (ids 1..63).
+func (r *resolvedTarget) skillMask() (int64, bool) {
+	var m int64
+	for _, id := range r.skills {
+		if id < 1 || id > 63 {
+			return 0, false
+		}
+		m |= 1 << id
+	}
+	return m, true
+}
+
+// summarizable reports whether the worker_counts summary can answer the target's counts:
+// it knows top-level locations, cadres, languages and skill sets of reachable workers,
+// but nothing below the top level and no facilities.
+func (r *resolvedTarget) summarizable() bool {
+	_, masked := r.skillMask()
+	return masked && !r.includeInactive && len(r.locations) == 0 && len(r.facilities) == 0 &&
+		(r.scope == 0 || r.scopeLevel <= 1)
 }
 
 // resolve turns codes into ids, reports every unknown name at once, and narrows the
 // target to the caller's scope (a scoped key may only name places inside its subtree).
 func (s *Store) resolveTarget(ctx context.Context, t Target) (*resolvedTarget, error) {
 	r := &resolvedTarget{languages: t.Languages, scope: int64(scopeRoot(ctx)), includeInactive: t.IncludeInactive}
+	if p := mhero.PrincipalFromContext(ctx); p != nil && p.Scope != nil {
+		r.scopeLevel = p.Scope.Level
+		var err error
+		if r.scopeTops, r.scopeDeep, err = s.placeIDs(ctx, p.Scope); err != nil {
+			return nil, err
+		}
+	}
 	var d []mhero.ErrorDetail
 	var err error
 	var missing []string
@@ -72,23 +103,11 @@ func (s *Store) resolveTarget(ctx context.Context, t Target) (*resolvedTarget, e
 		if !inScope(ctx, path) {
 			return nil, errOutOfScope("Location " + strconv.Quote(ref))
 		}
-		switch l.Level {
-		case 0: // a root: every top-level location under it, and itself
-			r.tops = append(r.tops, int64(l.ID))
-			kids, err := s.db.Query(ctx, `SELECT id FROM locations WHERE parent_id = $1`, l.ID)
-			if err != nil {
-				return nil, err
-			}
-			ids, err := pgx.CollectRows(kids, pgx.RowTo[int64])
-			if err != nil {
-				return nil, err
-			}
-			r.tops = append(r.tops, ids...)
-		case 1:
-			r.tops = append(r.tops, int64(l.ID))
-		default:
-			r.locations = append(r.locations, int64(l.ID))
+		tops, deep, err := s.placeIDs(ctx, l)
+		if err != nil {
+			return nil, err
 		}
+		r.tops, r.locations = append(r.tops, tops...), append(r.locations, deep...)
 	}
 	for _, ref := range t.Facilities {
 		f, path, err := resolveFacility(ctx, s.db, ref)
@@ -112,6 +131,28 @@ func (s *Store) resolveTarget(ctx context.Context, t Target) (*resolvedTarget, e
 	return r, nil
 }
 
+// placeIDs says how to find the workers of a location's subtree: by top_location_id for a
+// root (its children and itself) or a top-level location, else by location_id over every
+// location in the subtree (a few dozen at district level), which workers_place_idx serves.
+func (s *Store) placeIDs(ctx context.Context, l *mhero.Location) (tops, deep []int64, err error) {
+	q := `SELECT id FROM locations WHERE path @> ARRAY[$1]::bigint[]`
+	switch l.Level {
+	case 0:
+		q = `SELECT id FROM locations WHERE parent_id = $1 OR id = $1`
+	case 1:
+		return []int64{int64(l.ID)}, nil, nil
+	}
+	rows, err := s.db.Query(ctx, q, l.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if l.Level == 0 {
+		return ids, nil, err
+	}
+	return nil, ids, err
+}
+
 // where returns the SQL condition on workers w and its arguments, numbered from $1.
 func (r *resolvedTarget) where() (string, []any) {
 	var conds []string
@@ -123,8 +164,10 @@ func (r *resolvedTarget) where() (string, []any) {
 	if !r.includeInactive {
 		conds = append(conds, "w.active AND NOT w.opted_out")
 	}
-	if r.scope != 0 {
-		conds = append(conds, "w.location_path @> ARRAY["+arg(r.scope)+"::bigint]")
+	if len(r.scopeTops) > 0 {
+		conds = append(conds, "w.top_location_id = ANY ("+arg(r.scopeTops)+"::bigint[])")
+	} else if r.scope != 0 {
+		conds = append(conds, "w.location_id = ANY ("+arg(r.scopeDeep)+"::bigint[])")
 	}
 	// The place filter: any of the named subtrees or facilities.
 	var place []string
@@ -132,7 +175,7 @@ func (r *resolvedTarget) where() (string, []any) {
 		place = append(place, "w.top_location_id = ANY ("+arg(r.tops)+"::bigint[])")
 	}
 	if len(r.locations) > 0 {
-		place = append(place, "w.location_path && "+arg(r.locations)+"::bigint[]")
+		place = append(place, "w.location_id = ANY ("+arg(r.locations)+"::bigint[])")
 	}
 	if len(r.facilities) > 0 {
 		place = append(place, "w.facility_id = ANY ("+arg(r.facilities)+"::bigint[])")
@@ -145,7 +188,9 @@ func (r *resolvedTarget) where() (string, []any) {
 	if len(r.cadres) > 0 {
 		conds = append(conds, "w.cadre_id = ANY ("+arg(r.cadres)+"::int[])")
 	}
-	if len(r.skills) > 0 {
+	if m, ok := r.skillMask(); ok && len(r.skills) > 0 {
+		conds = append(conds, "w.skill_mask & "+arg(m)+"::bigint <> 0")
+	} else if len(r.skills) > 0 {
 		conds = append(conds, "w.skill_ids && "+arg(r.skills)+"::int[]")
 	}
 	if len(r.languages) > 0 {
@@ -220,7 +265,11 @@ func (s *Store) PreviewTarget(ctx context.Context, t Target, sample int) (*Previ
 			})
 		})
 	}
-	err = s.countTarget(ctx, p, cond, args)
+	if r.summarizable() {
+		err = s.countSummary(ctx, p, r)
+	} else {
+		err = s.countTarget(ctx, p, cond, args)
+	}
 	wg.Wait()
 	if err != nil {
 		return nil, err
@@ -236,6 +285,8 @@ func (s *Store) PreviewTarget(ctx context.Context, t Target, sample int) (*Previ
 	return p, nil
 }
 
+// countTarget counts the target's workers by cadre and top-level location from the
+// workers themselves.
 func (s *Store) countTarget(ctx context.Context, p *Preview, cond string, args []any) error {
 	rows, err := s.db.Query(ctx, `WITH g AS (SELECT w.cadre_id, w.top_location_id AS top, count(*) AS n
 			FROM workers w WHERE `+cond+` GROUP BY 1, 2)
@@ -244,6 +295,48 @@ func (s *Store) countTarget(ctx context.Context, p *Preview, cond string, args [
 	if err != nil {
 		return err
 	}
+	return scanCounts(p, rows)
+}
+
+// countSummary answers the same counts from the worker_counts summary (see the
+// migration), for targets it can answer exactly.
+func (s *Store) countSummary(ctx context.Context, p *Preview, r *resolvedTarget) error {
+	var conds []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if len(r.scopeTops) > 0 {
+		conds = append(conds, "k.top_location_id = ANY ("+arg(r.scopeTops)+"::bigint[])")
+	}
+	if len(r.tops) > 0 {
+		conds = append(conds, "k.top_location_id = ANY ("+arg(r.tops)+"::bigint[])")
+	}
+	if len(r.cadres) > 0 {
+		conds = append(conds, "k.cadre_id = ANY ("+arg(r.cadres)+"::int[])")
+	}
+	if m, _ := r.skillMask(); len(r.skills) > 0 {
+		conds = append(conds, "k.skill_mask & "+arg(m)+"::bigint <> 0")
+	}
+	if len(r.languages) > 0 {
+		conds = append(conds, "k.language = ANY ("+arg(r.languages)+"::text[])")
+	}
+	where := "k.n <> 0"
+	if len(conds) > 0 {
+		where += " AND " + strings.Join(conds, " AND ")
+	}
+	rows, err := s.db.Query(ctx, `WITH g AS (SELECT k.cadre_id, k.top_location_id AS top, sum(k.n)::bigint AS n
+			FROM worker_counts k WHERE `+where+` GROUP BY 1, 2)
+		SELECT COALESCE(c.code, ''), COALESCE(c.name, ''), COALESCE(l.code, ''), COALESCE(l.name, ''), g.n
+		FROM g LEFT JOIN cadres c ON c.id = g.cadre_id LEFT JOIN locations l ON l.id = g.top WHERE g.n > 0`, args...)
+	if err != nil {
+		return err
+	}
+	return scanCounts(p, rows)
+}
+
+func scanCounts(p *Preview, rows pgx.Rows) error {
 	defer rows.Close()
 	cadres, locs := map[string]int{}, map[string]int{}
 	for rows.Next() {

@@ -195,3 +195,57 @@ func TestAPIKeysStoreOnlyAHashAndRevokeAtOnce(t *testing.T) {
 		t.Errorf("revoked key: err = %v, want unauthorized", err)
 	}
 }
+
+// TestPreviewSummaryAgreesWithTheWorkers checks the worker_counts summary (kept by
+// triggers) against a count of the workers themselves, after every kind of change.
+func TestPreviewSummaryAgreesWithTheWorkers(t *testing.T) {
+	t.Parallel()
+	s := smallCountry(t)
+	ctx := context.Background()
+	targets := []registry.Target{
+		{}, {Cadres: []string{"chw"}}, {Locations: []string{"bomi"}}, {Locations: []string{"LR"}},
+		{Skills: []string{"ebola-ipc"}}, {Skills: []string{"epi", "ebola-ipc"}, Cadres: []string{"chw"}},
+		{Languages: []string{"fr"}}, {Locations: []string{"nimba"}, Languages: []string{"en"}},
+	}
+	check := func(step string) {
+		t.Helper()
+		for _, tg := range targets {
+			p, err := s.PreviewTarget(ctx, tg, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws, err := s.ListWorkers(ctx, tg, 0, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Count != len(ws) {
+				t.Errorf("%s: preview of %+v counts %d, the workers are %d", step, tg, p.Count, len(ws))
+			}
+		}
+	}
+	check("created")
+	no, yes := false, true
+	mustDo := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := s.UpdateWorker(ctx, "1", registry.WorkerInput{Name: "A", MSISDN: "0886000001", Cadre: "nurse", Facility: "F2", Skills: []string{"epi"}, Language: "fr"})
+	mustDo(err)
+	check("worker moved, retrained, relanguaged")
+	mustDo(s.DeactivateWorker(ctx, "2"))
+	check("worker deactivated")
+	_, err = s.UpdateWorker(ctx, "4", registry.WorkerInput{Name: "D", MSISDN: "0776000004", Cadre: "chw", Facility: "F2", Active: &yes})
+	mustDo(err)
+	mustDo(s.SetOptOut(ctx, "231776000003", true))
+	check("reactivated and opted out")
+	_, err = s.UpdateLocation(ctx, "d2", registry.LocationInput{Code: "d2", Name: "Sanniquellie", Parent: "bomi"})
+	mustDo(err)
+	check("district moved to another county")
+	_, err = s.UpdateFacility(ctx, "F2", registry.FacilityInput{Code: "F2", Name: "Ganta HC", Location: "nimba"})
+	mustDo(err)
+	_, err = s.UpdateWorker(ctx, "5", registry.WorkerInput{Name: "E", MSISDN: "0776000005", Facility: "F1", OptedOut: &no})
+	mustDo(err)
+	check("facility moved, opted back in")
+}

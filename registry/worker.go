@@ -113,6 +113,10 @@ func (s *Store) resolveWorker(ctx context.Context, q querier, in WorkerInput) (*
 	}
 	if in.Facility != "" {
 		f, path, err := resolveFacility(ctx, q, in.Facility)
+		if err == nil {
+			// Held until commit, as a foreign key would (see the workers table).
+			err = q.QueryRow(ctx, `SELECT id FROM facilities WHERE id = $1 FOR KEY SHARE`, f.ID).Scan(new(int64))
+		}
 		if err != nil {
 			d = append(d, mhero.ErrorDetail{Field: "facility", Message: "unknown facility " + strconv.Quote(in.Facility)})
 		} else {

@@ -16,12 +16,12 @@ import (
 )
 
 func runMigrate(ctx context.Context, cfg Config, log *slog.Logger) error {
-	return registry.Migrate(ctx, cfg.DatabaseURL, log.With("comp", "migrate"))
+	return migrateAll(ctx, cfg.DatabaseURL, log.With("comp", "migrate"))
 }
 
 // openRegistry migrates and opens the registry for a one-shot command.
 func openRegistry(ctx context.Context, cfg Config, log *slog.Logger) (*registry.Store, func(), error) {
-	if err := registry.Migrate(ctx, cfg.DatabaseURL, nil); err != nil {
+	if err := migrateAll(ctx, cfg.DatabaseURL, nil); err != nil {
 		return nil, nil, fmt.Errorf("migrate PostgreSQL: %w", err)
 	}
 	db, err := openDB(ctx, cfg.DatabaseURL)

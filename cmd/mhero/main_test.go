@@ -6,17 +6,22 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/mhero-health/mhero/api"
+	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/registry/registrytest"
+	"github.com/mhero-health/mhero/smpp"
+	"github.com/mhero-health/mhero/smpp/smpptest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -416,5 +421,74 @@ func TestOpenAPIListsExactlyTheRoutes(t *testing.T) {
 	}
 	if len(routes) < 20 {
 		t.Errorf("walked only %d routes; the walk is broken", len(routes))
+	}
+}
+
+// TestServeStoresWhatTheSMSCSends runs serve against the in-process SMSC: the binds come
+// up in /readyz, an MO SMS is in PostgreSQL by the time the SMSC has its deliver_sm_resp,
+// and a message submitted through the pool ends delivered from its receipt.
+func TestServeStoresWhatTheSMSCSends(t *testing.T) {
+	sim := smpptest.NewServer(smpptest.Config{SystemID: "mhero", Receipts: true, ReceiptDelay: 10 * time.Millisecond})
+	t.Cleanup(sim.Close)
+	host, port, _ := net.SplitHostPort(sim.Addr())
+	p, _ := strconv.Atoi(port)
+	cfg := DefaultConfig()
+	cfg.DatabaseURL = registrytest.NewDatabase(t)
+	cfg.ValkeyURL = registrytest.ValkeyURL()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.File.SMSC = []smpp.Config{{Name: "lonestar", Host: host, Port: p, SystemID: "mhero", Binds: 2, Window: 10,
+		SourceAddr: "384", Prefixes: []string{"+23188"}}}
+	a, err := Start(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := a.smpp.WaitBound(ctx); err != nil {
+		t.Fatalf("binds never came up: %v", err)
+	}
+	anon := client{t: t, base: "http://" + a.Addr()}
+	var ready struct {
+		Checks map[string]struct {
+			Status string `json:"status"`
+		} `json:"checks"`
+	}
+	anon.json("GET", "/readyz", nil, 200, &ready)
+	if ready.Checks["smsc"].Status != "ok" {
+		t.Errorf("readyz smsc = %+v", ready.Checks)
+	}
+
+	if err := sim.DeliverMO(ctx, "231886123456", "384", "STOCK ORS 20"); err != nil {
+		t.Fatalf("DeliverMO: %v", err)
+	}
+	var body string
+	if err := a.db.QueryRow(ctx, `SELECT body FROM inbound_messages WHERE from_msisdn = '231886123456'`).Scan(&body); err != nil || body != "STOCK ORS 20" {
+		t.Errorf("MO in PostgreSQL = %q, %v; want it stored before the SMSC's deliver_sm_resp", body, err)
+	}
+
+	m, err := a.outbox.Enqueue(ctx, outbox.NewMessage{To: "231886123456", Body: "Cholera alert: boil water", Priority: outbox.PriorityAlert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.smpp.Send(ctx, &smpp.Message{ID: strconv.FormatInt(m.ID, 10), To: "231886123456", Text: "Cholera alert: boil water", RequestReceipt: true})
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if err := a.outbox.RecordSubmitted(ctx, m.ID, res.MNO, res.MessageIDs, res.Segments); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, err := a.outbox.FindMessage(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State == outbox.Delivered {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("message state = %s, want delivered from its receipt", got.State)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

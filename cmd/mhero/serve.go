@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mhero-health/mhero/api"
+	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/sessions"
 	"github.com/mhero-health/mhero/smpp"
@@ -30,6 +31,7 @@ type App struct {
 	sessions *sessions.Store
 	smpp     *smpp.Pool
 	registry *registry.Store
+	outbox   *outbox.Store
 	api      *api.Server
 	http     *http.Server
 	ln       net.Listener
@@ -45,7 +47,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			a.Close(context.Background())
 		}
 	}()
-	if err := registry.Migrate(ctx, cfg.DatabaseURL, log.With("comp", "migrate")); err != nil {
+	if err := migrateAll(ctx, cfg.DatabaseURL, log.With("comp", "migrate")); err != nil {
 		return nil, fmt.Errorf("migrate PostgreSQL: %w", err)
 	}
 	if a.db, err = openDB(ctx, cfg.DatabaseURL); err != nil {
@@ -55,13 +57,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, fmt.Errorf("%w (is Valkey/Redis running? make deps)", err)
 	}
 	a.registry = registry.NewStore(a.db, cfg.File.Country, log.With("comp", "registry"))
+	a.outbox = outbox.NewStore(a.db, log.With("comp", "outbox"))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		registry.NewPoolCollector(a.db))
 
 	if len(cfg.File.SMSC) > 0 {
-		a.smpp, err = smpp.NewPool(cfg.File.SMSC, smpp.Handlers{}, log, reg)
+		a.smpp, err = smpp.NewPool(cfg.File.SMSC, smppHandlers(a.outbox), log, reg)
 		if err != nil {
 			return nil, fmt.Errorf("smpp: %w", err)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/registry"
 )
 
@@ -96,9 +97,11 @@ func template(tb testing.TB) string {
 			templateErr = err
 			return
 		}
-		if err := registry.Migrate(ctx, u, nil); err != nil {
-			templateErr = err
-			return
+		for _, sc := range schemas() {
+			if err := registry.MigrateFS(ctx, u, sc.fsys, sc.table, nil); err != nil {
+				templateErr = err
+				return
+			}
 		}
 		_, templateErr = admin.Exec(ctx, `ALTER DATABASE `+templateName+` WITH is_template true`)
 	})
@@ -108,19 +111,49 @@ func template(tb testing.TB) string {
 	return templateName
 }
 
+// schemas are every package's migrations, in the order serve applies them (see
+// cmd/mhero's migrateAll).
+func schemas() []struct {
+	table string
+	fsys  fs.FS
+} {
+	return []struct {
+		table string
+		fsys  fs.FS
+	}{
+		{"goose_db_version", registry.Migrations()},
+		{"goose_outbox_version", outbox.Migrations()},
+	}
+}
+
 // migrationsHash names the schema: a short hash of every migration file.
 func migrationsHash() (string, error) {
 	h := sha256.New()
-	err := fs.WalkDir(registry.Migrations(), ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+	for _, sc := range schemas() {
+		err := fs.WalkDir(sc.fsys, ".", func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := fs.ReadFile(sc.fsys, path)
+			h.Write([]byte(sc.table + "/" + path))
+			h.Write(b)
 			return err
+		})
+		if err != nil {
+			return "", err
 		}
-		b, err := fs.ReadFile(registry.Migrations(), path)
-		h.Write([]byte(path))
-		h.Write(b)
-		return err
-	})
-	return hex.EncodeToString(h.Sum(nil))[:12], err
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// NewEmptyDatabase creates a database with no schema at all (for migration tests), drops
+// it when the test ends, and returns its URL.
+func NewEmptyDatabase(tb testing.TB) string {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs PostgreSQL; skipped with -short")
+	}
+	return createDatabase(tb, "template0")
 }
 
 // NewDatabase creates a fresh migrated database for the test, drops it when the test
@@ -131,7 +164,11 @@ func NewDatabase(tb testing.TB) string {
 	if testing.Short() {
 		tb.Skip("needs PostgreSQL; skipped with -short")
 	}
-	tpl := template(tb)
+	return createDatabase(tb, template(tb))
+}
+
+func createDatabase(tb testing.TB, tpl string) string {
+	tb.Helper()
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, AdminURL())
 	if err != nil {

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/mhero-health/mhero/outbox"
+	"github.com/mhero-health/mhero/registry"
+	"github.com/mhero-health/mhero/smpp"
+)
+
+// migrateAll applies every package's migrations in dependency order, each under its own
+// version table and PostgreSQL advisory lock (safe when instances start together).
+func migrateAll(ctx context.Context, url string, log *slog.Logger) error {
+	if err := registry.Migrate(ctx, url, log); err != nil {
+		return err
+	}
+	return registry.MigrateFS(ctx, url, outbox.Migrations(), "goose_outbox_version", log)
+}
+
+// smppHandlers stores what the SMSCs send before the pool acknowledges it: delivery
+// receipts (matched to messages, or kept until their submit is recorded) and MO SMS. USSD
+// has no handler yet, so the pool answers such PDUs itself.
+func smppHandlers(o *outbox.Store) smpp.Handlers {
+	return smpp.Handlers{
+		Receipt: smpp.ReceiptHandlerFunc(func(ctx context.Context, d smpp.DLR) error {
+			return o.RecordReceipt(ctx, outbox.Receipt{MNO: d.MNO, SMSCID: d.MessageID, State: string(d.State),
+				Stat: d.Stat, Err: d.Err, Done: d.Done, Received: d.Received})
+		}),
+		MO: smpp.MOHandlerFunc(func(ctx context.Context, m smpp.MO) error {
+			_, err := o.RecordInbound(ctx, outbox.Inbound{MNO: m.MNO, From: m.From, To: m.To, Body: m.Text,
+				Parts: m.Parts, Partial: m.Partial, Received: m.Received})
+			return err
+		}),
+	}
+}
