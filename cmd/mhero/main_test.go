@@ -428,7 +428,14 @@ func TestOpenAPIListsExactlyTheRoutes(t *testing.T) {
 // up in /readyz, an MO SMS is in PostgreSQL by the time the SMSC has its deliver_sm_resp,
 // and a message submitted through the pool ends delivered from its receipt.
 func TestServeStoresWhatTheSMSCSends(t *testing.T) {
-	sim := smpptest.NewServer(smpptest.Config{SystemID: "mhero", Receipts: true, ReceiptDelay: 10 * time.Millisecond})
+	sim := smpptest.NewUnstartedServer(smpptest.Config{SystemID: "mhero", Receipts: true, ReceiptDelay: 10 * time.Millisecond})
+	ended := make(chan smpptest.Submit, 1)
+	sim.OnSubmit(func(s smpptest.Submit) {
+		if op, ok := s.USSDServiceOp(); ok && op == smpp.PSSRResponse {
+			ended <- s
+		}
+	})
+	sim.Start()
 	t.Cleanup(sim.Close)
 	host, port, _ := net.SplitHostPort(sim.Addr())
 	p, _ := strconv.Atoi(port)
@@ -465,6 +472,19 @@ func TestServeStoresWhatTheSMSCSends(t *testing.T) {
 	var body string
 	if err := a.db.QueryRow(ctx, `SELECT body FROM inbound_messages WHERE from_msisdn = '231886123456'`).Scan(&body); err != nil || body != "STOCK ORS 20" {
 		t.Errorf("MO in PostgreSQL = %q, %v; want it stored before the SMSC's deliver_sm_resp", body, err)
+	}
+
+	// A USSD dial-in over SMPP is answered (the menus come later) and the session ended.
+	if err := sim.DeliverUSSD(ctx, "231886123456", "*384*12#", "", smpp.PSSRIndication, []byte{0x01, 0x00}); err != nil {
+		t.Fatalf("DeliverUSSD: %v", err)
+	}
+	select {
+	case s := <-ended:
+		if s.Dst != "231886123456" || !strings.Contains(string(s.ShortMessage), "not available") {
+			t.Errorf("USSD answer = to %s %q", s.Dst, s.ShortMessage)
+		}
+	case <-ctx.Done():
+		t.Fatal("a USSD dial-in got no answer")
 	}
 
 	m, err := a.outbox.Enqueue(ctx, outbox.NewMessage{To: "231886123456", Body: "Cholera alert: boil water", Priority: outbox.PriorityAlert})

@@ -64,7 +64,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		registry.NewPoolCollector(a.db))
 
 	if len(cfg.File.SMSC) > 0 {
-		a.smpp, err = smpp.NewPool(cfg.File.SMSC, smppHandlers(a.outbox), log, reg)
+		a.smpp, err = smpp.NewPool(cfg.File.SMSC, smppHandlers(a.outbox, func() *smpp.Pool { return a.smpp }), log, reg)
 		if err != nil {
 			return nil, fmt.Errorf("smpp: %w", err)
 		}

@@ -19,10 +19,21 @@ func migrateAll(ctx context.Context, url string, log *slog.Logger) error {
 }
 
 // smppHandlers stores what the SMSCs send before the pool acknowledges it: delivery
-// receipts (matched to messages, or kept until their submit is recorded) and MO SMS. USSD
-// has no handler yet, so the pool answers such PDUs itself.
-func smppHandlers(o *outbox.Store) smpp.Handlers {
+// receipts (matched to messages, or kept until their submit is recorded) and MO SMS.
+// Until the USSD menus are served, a worker who dials in over an SMPP USSD bind is told so
+// and the session ends, rather than left waiting for a timeout. pool returns the running
+// pool (it is built after its handlers).
+func smppHandlers(o *outbox.Store, pool func() *smpp.Pool) smpp.Handlers {
 	return smpp.Handlers{
+		USSD: smpp.USSDHandlerFunc(func(ctx context.Context, r smpp.USSDRequest) error {
+			if r.Op != smpp.PSSRIndication && r.Op != smpp.USSRConfirm {
+				return nil // a release or notification confirm: nothing to answer
+			}
+			_, err := pool().Send(ctx, &smpp.Message{To: r.From, From: r.To, MNO: r.MNO,
+				Text: "This service is not available yet. Please try again later.",
+				USSD: &smpp.USSDOp{Op: smpp.PSSRResponse, SessionInfo: r.SessionInfo}})
+			return err
+		}),
 		Receipt: smpp.ReceiptHandlerFunc(func(ctx context.Context, d smpp.DLR) error {
 			return o.RecordReceipt(ctx, outbox.Receipt{MNO: d.MNO, SMSCID: d.MessageID, State: string(d.State),
 				Stat: d.Stat, Err: d.Err, Done: d.Done, Received: d.Received})
