@@ -20,35 +20,76 @@ func (s *Store) Routes(srv *api.Server) {
 	r := srv.API
 	reader, admin := mhero.RoleReader, mhero.RoleAdmin
 
+	log := srv.Log
+	ref := func(r *http.Request) string { return mux.Vars(r)["ref"] }
+
 	r.HandleFunc("/workers", api.Require(reader, h.listWorkers)).Methods(http.MethodGet)
-	r.HandleFunc("/workers", api.Require(admin, h.createWorker)).Methods(http.MethodPost)
-	r.HandleFunc("/workers/{ref}", api.Require(reader, h.getWorker)).Methods(http.MethodGet)
-	r.HandleFunc("/workers/{ref}", api.Require(admin, h.updateWorker)).Methods(http.MethodPut)
-	r.HandleFunc("/workers/{ref}", api.Require(admin, h.deactivateWorker)).Methods(http.MethodDelete)
-	r.HandleFunc("/targets/preview", api.Require(reader, h.previewTarget)).Methods(http.MethodPost)
+	r.HandleFunc("/workers", api.Require(admin, api.With(log, http.StatusCreated, func(r *http.Request, in WorkerInput) (*mhero.Worker, error) {
+		return s.CreateWorker(r.Context(), in)
+	}))).Methods(http.MethodPost)
+	r.HandleFunc("/workers/{ref}", api.Require(reader, api.Get(log, func(r *http.Request) (*mhero.Worker, error) {
+		return s.FindWorker(r.Context(), ref(r))
+	}))).Methods(http.MethodGet)
+	r.HandleFunc("/workers/{ref}", api.Require(admin, api.With(log, http.StatusOK, func(r *http.Request, in WorkerInput) (*mhero.Worker, error) {
+		return s.UpdateWorker(r.Context(), ref(r), in)
+	}))).Methods(http.MethodPut)
+	r.HandleFunc("/workers/{ref}", api.Require(admin, api.Do(log, func(r *http.Request) error {
+		return s.DeactivateWorker(r.Context(), ref(r))
+	}))).Methods(http.MethodDelete)
+	r.HandleFunc("/targets/preview", api.Require(reader, api.With(log, http.StatusOK, h.previewTarget))).Methods(http.MethodPost)
 
 	r.HandleFunc("/facilities", api.Require(reader, h.listFacilities)).Methods(http.MethodGet)
-	r.HandleFunc("/facilities", api.Require(admin, h.createFacility)).Methods(http.MethodPost)
-	r.HandleFunc("/facilities/{ref}", api.Require(reader, h.getFacility)).Methods(http.MethodGet)
-	r.HandleFunc("/facilities/{ref}", api.Require(admin, h.updateFacility)).Methods(http.MethodPut)
-	r.HandleFunc("/facilities/{ref}", api.Require(admin, h.deleteFacility)).Methods(http.MethodDelete)
+	r.HandleFunc("/facilities", api.Require(admin, api.With(log, http.StatusCreated, func(r *http.Request, in FacilityInput) (*mhero.Facility, error) {
+		return s.CreateFacility(r.Context(), in)
+	}))).Methods(http.MethodPost)
+	r.HandleFunc("/facilities/{ref}", api.Require(reader, api.Get(log, func(r *http.Request) (*mhero.Facility, error) {
+		return s.FindFacility(r.Context(), ref(r))
+	}))).Methods(http.MethodGet)
+	r.HandleFunc("/facilities/{ref}", api.Require(admin, api.With(log, http.StatusOK, func(r *http.Request, in FacilityInput) (*mhero.Facility, error) {
+		return s.UpdateFacility(r.Context(), ref(r), in)
+	}))).Methods(http.MethodPut)
+	r.HandleFunc("/facilities/{ref}", api.Require(admin, api.Do(log, func(r *http.Request) error {
+		return s.DeleteFacility(r.Context(), ref(r))
+	}))).Methods(http.MethodDelete)
 
 	r.HandleFunc("/locations", api.Require(reader, h.listLocations)).Methods(http.MethodGet)
-	r.HandleFunc("/locations", api.Require(admin, h.createLocation)).Methods(http.MethodPost)
-	r.HandleFunc("/locations/{ref}", api.Require(reader, h.getLocation)).Methods(http.MethodGet)
-	r.HandleFunc("/locations/{ref}", api.Require(admin, h.updateLocation)).Methods(http.MethodPut)
-	r.HandleFunc("/locations/{ref}", api.Require(admin, h.deleteLocation)).Methods(http.MethodDelete)
+	r.HandleFunc("/locations", api.Require(admin, api.With(log, http.StatusCreated, func(r *http.Request, in LocationInput) (*mhero.Location, error) {
+		return s.CreateLocation(r.Context(), in)
+	}))).Methods(http.MethodPost)
+	r.HandleFunc("/locations/{ref}", api.Require(reader, api.Get(log, func(r *http.Request) (*mhero.Location, error) {
+		return s.FindLocation(r.Context(), ref(r))
+	}))).Methods(http.MethodGet)
+	r.HandleFunc("/locations/{ref}", api.Require(admin, api.With(log, http.StatusOK, func(r *http.Request, in LocationInput) (*mhero.Location, error) {
+		return s.UpdateLocation(r.Context(), ref(r), in)
+	}))).Methods(http.MethodPut)
+	r.HandleFunc("/locations/{ref}", api.Require(admin, api.Do(log, func(r *http.Request) error {
+		return s.DeleteLocation(r.Context(), ref(r))
+	}))).Methods(http.MethodDelete)
 
-	r.HandleFunc("/cadres", api.Require(reader, h.listCodes("cadres"))).Methods(http.MethodGet)
-	r.HandleFunc("/cadres", api.Require(admin, h.upsertCode("cadres"))).Methods(http.MethodPost)
-	r.HandleFunc("/skills", api.Require(reader, h.listCodes("skills"))).Methods(http.MethodGet)
-	r.HandleFunc("/skills", api.Require(admin, h.upsertCode("skills"))).Methods(http.MethodPost)
+	for _, table := range []string{"cadres", "skills"} {
+		r.HandleFunc("/"+table, api.Require(reader, api.Get(log, func(r *http.Request) (api.Page[Code], error) {
+			items, err := s.ListCodes(r.Context(), table)
+			return api.Page[Code]{Items: items}, err
+		}))).Methods(http.MethodGet)
+		r.HandleFunc("/"+table, api.Require(admin, api.With(log, http.StatusOK, func(r *http.Request, in codeInput) (Code, error) {
+			return s.UpsertCode(r.Context(), table, Code(in))
+		}))).Methods(http.MethodPost)
+	}
 
 	h.importRoutes(r)
 
-	r.HandleFunc("/apikeys", api.Require(admin, h.listKeys)).Methods(http.MethodGet)
-	r.HandleFunc("/apikeys", api.Require(admin, h.createKey)).Methods(http.MethodPost)
-	r.HandleFunc("/apikeys/{id}", api.Require(admin, h.revokeKey)).Methods(http.MethodDelete)
+	r.HandleFunc("/apikeys", api.Require(admin, api.Get(log, func(r *http.Request) (api.Page[*APIKey], error) {
+		keys, err := s.ListAPIKeys(r.Context())
+		return api.Page[*APIKey]{Items: keys}, err
+	}))).Methods(http.MethodGet)
+	r.HandleFunc("/apikeys", api.Require(admin, api.With(log, http.StatusCreated, h.createKey))).Methods(http.MethodPost)
+	r.HandleFunc("/apikeys/{id}", api.Require(admin, api.Do(log, func(r *http.Request) error {
+		id, err := strconv.ParseInt(mux.Vars(r)["id"], 10, 64)
+		if err != nil {
+			return mhero.Errorf(mhero.EINVALID, "key id must be a number.")
+		}
+		return s.RevokeAPIKey(r.Context(), id)
+	}))).Methods(http.MethodDelete)
 	r.HandleFunc("/audit", api.Require(admin, h.listAudit)).Methods(http.MethodGet)
 }
 
@@ -106,79 +147,23 @@ func (h *handler) listWorkers(w http.ResponseWriter, r *http.Request) {
 	api.WriteList(w, r, items, n, func(w *mhero.Worker) int64 { return int64(w.ID) }, workerCSVHeader, workerCSVRow)
 }
 
-func (h *handler) getWorker(w http.ResponseWriter, r *http.Request) {
-	wk, err := h.s.FindWorker(r.Context(), mux.Vars(r)["ref"])
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusOK, wk)
-}
-
-func (h *handler) createWorker(w http.ResponseWriter, r *http.Request) {
-	var in WorkerInput
-	if err := api.Decode(w, r, &in); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	wk, err := h.s.CreateWorker(r.Context(), in)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusCreated, wk)
-}
-
-func (h *handler) updateWorker(w http.ResponseWriter, r *http.Request) {
-	var in WorkerInput
-	if err := api.Decode(w, r, &in); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	wk, err := h.s.UpdateWorker(r.Context(), mux.Vars(r)["ref"], in)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusOK, wk)
-}
-
-func (h *handler) deactivateWorker(w http.ResponseWriter, r *http.Request) {
-	if err := h.s.DeactivateWorker(r.Context(), mux.Vars(r)["ref"]); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
 // previewRequest is a Target plus how many sample workers to return.
 type previewRequest struct {
 	Target
 	Sample *int `json:"sample,omitempty"`
 }
 
-func (h *handler) previewTarget(w http.ResponseWriter, r *http.Request) {
-	var in previewRequest
-	if err := api.Decode(w, r, &in); err != nil {
-		h.fail(w, r, err)
-		return
-	}
+func (h *handler) previewTarget(r *http.Request, in previewRequest) (*Preview, error) {
 	n := 10
 	if in.Sample != nil {
 		if *in.Sample < 0 || *in.Sample > 100 {
-			h.fail(w, r, &mhero.Error{Code: mhero.EVALIDATION, Message: "Preview is not valid.",
-				Details: []mhero.ErrorDetail{{Field: "sample", Message: "sample must be from 0 to 100"}}})
-			return
+			return nil, &mhero.Error{Code: mhero.EVALIDATION, Message: "Preview is not valid.",
+				Details: []mhero.ErrorDetail{{Field: "sample", Message: "sample must be from 0 to 100"}}}
 		}
 		n = *in.Sample
 	}
 	in.IncludeInactive = false // a preview is of who would be messaged
-	p, err := h.s.PreviewTarget(r.Context(), in.Target, n)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusOK, p)
+	return h.s.PreviewTarget(r.Context(), in.Target, n)
 }
 
 var facilityCSVHeader = []string{"id", "code", "name", "location_id", "dhis2_uid", "dhis2_code"}
@@ -198,51 +183,6 @@ func (h *handler) listFacilities(w http.ResponseWriter, r *http.Request) {
 	api.WriteList(w, r, items, n, func(f *mhero.Facility) int64 { return int64(f.ID) }, facilityCSVHeader, func(f *mhero.Facility) []string {
 		return []string{strconv.FormatInt(int64(f.ID), 10), f.Code, f.Name, strconv.FormatInt(int64(f.LocationID), 10), f.DHIS2UID, f.DHIS2Code}
 	})
-}
-
-func (h *handler) getFacility(w http.ResponseWriter, r *http.Request) {
-	f, err := h.s.FindFacility(r.Context(), mux.Vars(r)["ref"])
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusOK, f)
-}
-
-func (h *handler) createFacility(w http.ResponseWriter, r *http.Request) {
-	var in FacilityInput
-	if err := api.Decode(w, r, &in); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	f, err := h.s.CreateFacility(r.Context(), in)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusCreated, f)
-}
-
-func (h *handler) updateFacility(w http.ResponseWriter, r *http.Request) {
-	var in FacilityInput
-	if err := api.Decode(w, r, &in); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	f, err := h.s.UpdateFacility(r.Context(), mux.Vars(r)["ref"], in)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusOK, f)
-}
-
-func (h *handler) deleteFacility(w http.ResponseWriter, r *http.Request) {
-	if err := h.s.DeleteFacility(r.Context(), mux.Vars(r)["ref"]); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 var locationCSVHeader = []string{"id", "code", "name", "level", "parent_id", "path"}
@@ -273,122 +213,29 @@ func (h *handler) listLocations(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (h *handler) getLocation(w http.ResponseWriter, r *http.Request) {
-	l, err := h.s.FindLocation(r.Context(), mux.Vars(r)["ref"])
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusOK, l)
+// keyInput is the body of POST /apikeys.
+type keyInput struct {
+	Name  string     `json:"name"`
+	Role  mhero.Role `json:"role"`
+	Scope string     `json:"scope,omitempty"`
 }
 
-func (h *handler) createLocation(w http.ResponseWriter, r *http.Request) {
-	var in LocationInput
-	if err := api.Decode(w, r, &in); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	l, err := h.s.CreateLocation(r.Context(), in)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusCreated, l)
+// newKey is a created key with its secret, shown this once.
+type newKey struct {
+	*APIKey
+	Key string `json:"key"`
 }
 
-func (h *handler) updateLocation(w http.ResponseWriter, r *http.Request) {
-	var in LocationInput
-	if err := api.Decode(w, r, &in); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	l, err := h.s.UpdateLocation(r.Context(), mux.Vars(r)["ref"], in)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusOK, l)
-}
-
-func (h *handler) deleteLocation(w http.ResponseWriter, r *http.Request) {
-	if err := h.s.DeleteLocation(r.Context(), mux.Vars(r)["ref"]); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *handler) listCodes(table string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		items, err := h.s.ListCodes(r.Context(), table)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		api.JSON(w, http.StatusOK, api.Page[Code]{Items: items})
-	}
-}
-
-func (h *handler) upsertCode(table string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			Code string `json:"code"`
-			Name string `json:"name"`
-		}
-		if err := api.Decode(w, r, &in); err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		c, err := h.s.UpsertCode(r.Context(), table, Code{Code: in.Code, Name: in.Name})
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		api.JSON(w, http.StatusOK, c)
-	}
-}
-
-func (h *handler) listKeys(w http.ResponseWriter, r *http.Request) {
-	keys, err := h.s.ListAPIKeys(r.Context())
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusOK, api.Page[*APIKey]{Items: keys})
-}
-
-func (h *handler) createKey(w http.ResponseWriter, r *http.Request) {
-	var in struct {
-		Name  string     `json:"name"`
-		Role  mhero.Role `json:"role"`
-		Scope string     `json:"scope,omitempty"`
-	}
-	if err := api.Decode(w, r, &in); err != nil {
-		h.fail(w, r, err)
-		return
-	}
+func (h *handler) createKey(r *http.Request, in keyInput) (newKey, error) {
 	key, k, err := h.s.CreateAPIKey(r.Context(), in.Name, in.Role, in.Scope)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	api.JSON(w, http.StatusCreated, struct {
-		*APIKey
-		Key string `json:"key"`
-	}{k, key})
+	return newKey{k, key}, err
 }
 
-func (h *handler) revokeKey(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseInt(mux.Vars(r)["id"], 10, 64)
-	if err != nil {
-		h.fail(w, r, mhero.Errorf(mhero.EINVALID, "key id must be a number."))
-		return
-	}
-	if err := h.s.RevokeAPIKey(r.Context(), id); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+// codeInput is the body of POST /cadres and /skills.
+type codeInput struct {
+	ID   int32  `json:"-"`
+	Code string `json:"code"`
+	Name string `json:"name"`
 }
 
 func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) {
