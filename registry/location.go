@@ -154,10 +154,12 @@ func (s *Store) UpdateLocation(ctx context.Context, ref string, in LocationInput
 			}
 			newPath, parentID = ppath, (*int64)(&p.ID)
 		}
-		if !inScope(ctx, newPath) || (scopeRoot(ctx) == cur.ID && parentID != nil && int64(cur.ParentID) != *parentID) {
+		newPath = append(append([]int64{}, newPath...), int64(cur.ID))
+		moved := (parentID == nil) != (cur.ParentID == 0) || (parentID != nil && int64(cur.ParentID) != *parentID)
+		if !inScope(ctx, newPath) || (scopeRoot(ctx) == cur.ID && moved) {
+			// A scoped key may not move its own root, not even out to the top.
 			return errOutOfScope("The new parent location")
 		}
-		newPath = append(append([]int64{}, newPath...), int64(cur.ID))
 		if _, err := tx.Exec(ctx, `UPDATE locations SET code = $1, name = $2, parent_id = $3, updated_at = now() WHERE id = $4`,
 			in.Code, in.Name, parentID, cur.ID); err != nil {
 			return pgError(err, "Location")

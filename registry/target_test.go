@@ -161,6 +161,12 @@ func TestScopedPrincipalIsFencedIn(t *testing.T) {
 	if _, err := s.UpdateLocation(ctx, "bomi", registry.LocationInput{Code: "bomi", Name: "Bomi", Parent: "nimba"}); mhero.ErrorCode(err) != mhero.EFORBIDDEN {
 		t.Errorf("scoped key moving its own root: err = %v, want forbidden", err)
 	}
+	if _, err := s.UpdateLocation(ctx, "bomi", registry.LocationInput{Code: "bomi", Name: "Bomi"}); mhero.ErrorCode(err) != mhero.EFORBIDDEN {
+		t.Errorf("scoped key detaching its own root to the top: err = %v, want forbidden", err)
+	}
+	if _, err := s.UpdateLocation(ctx, "bomi", registry.LocationInput{Code: "bomi", Name: "Bomi County", Parent: "LR"}); err != nil {
+		t.Errorf("scoped key renaming its own root in place: %v", err)
+	}
 	if _, err := s.FindWorkerByMSISDN(ctx, "231776000003"); mhero.ErrorCode(err) != mhero.EFORBIDDEN {
 		t.Errorf("scoped lookup of a nimba worker: err = %v, want forbidden", err)
 	}
