@@ -512,3 +512,74 @@ func TestServeStoresWhatTheSMSCSends(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestImportOverHTTP streams CSV files to /api/v1/imports: a file with a broken row writes
+// nothing and names the row; partial=true commits the good rows; a scoped key may not import.
+func TestImportOverHTTP(t *testing.T) {
+	a, key := testApp(t)
+	admin := client{t: t, base: "http://" + a.Addr(), key: key}
+	post := func(path, body string, want int, out any) {
+		t.Helper()
+		res, b := admin.do("POST", path, "text/csv", strings.NewReader(body))
+		if res.StatusCode != want {
+			t.Fatalf("POST %s = %d %s, want %d", path, res.StatusCode, b, want)
+		}
+		if out != nil {
+			if err := json.Unmarshal(b, out); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	post("/api/v1/imports?name=locations.csv", "code,name,parent_code\nLR,Liberia,\nbomi,Bomi,LR\n", 201, nil)
+	post("/api/v1/imports", "code,name,location_code\nF1,Klay HC,bomi\n", 201, nil)
+	workers := "ihris_id,name,phone,cadre,facility_code\n" +
+		"P1,Musu Kollie,0886123456,chw,F1\n" +
+		"P2,Kou Zogbay,not-a-number,chw,F1\n" +
+		"P3,Yah Flomo,0776123457,nurse,F9\n"
+	var failed struct {
+		apiError
+		Import struct {
+			Status     string `json:"status"`
+			RowsFailed int    `json:"rows_failed"`
+		} `json:"import"`
+	}
+	post("/api/v1/imports", workers, 422, &failed)
+	lines := map[int]string{}
+	for _, d := range failed.Error.Details {
+		lines[d.Line] = d.Field
+	}
+	if failed.Import.Status != "failed" || failed.Import.RowsFailed != 2 || lines[3] == "" || lines[4] == "" {
+		t.Errorf("import with bad rows = %+v, want failed with lines 3 and 4 named", failed)
+	}
+	var page struct {
+		Items []any `json:"items"`
+	}
+	admin.json("GET", "/api/v1/workers", nil, 200, &page)
+	if len(page.Items) != 0 {
+		t.Errorf("a failed import wrote %d workers", len(page.Items))
+	}
+	var partial struct {
+		ID      int64  `json:"id"`
+		Status  string `json:"status"`
+		Created int    `json:"created"`
+	}
+	post("/api/v1/imports?partial=true", workers, 201, &partial)
+	if partial.Status != "partial" || partial.Created != 1 {
+		t.Errorf("partial import = %+v, want 1 created", partial)
+	}
+	var again struct {
+		Status string `json:"status"`
+	}
+	admin.json("GET", "/api/v1/imports/"+strconv.FormatInt(partial.ID, 10), nil, 200, &again)
+	if again.Status != "partial" {
+		t.Errorf("GET import = %+v", again)
+	}
+	var k struct {
+		Key string `json:"key"`
+	}
+	admin.json("POST", "/api/v1/apikeys", map[string]string{"name": "bomi", "role": "admin", "scope": "bomi"}, 201, &k)
+	scoped := client{t: t, base: admin.base, key: k.Key}
+	if res, _ := scoped.do("POST", "/api/v1/imports", "text/csv", strings.NewReader(workers)); res.StatusCode != 403 {
+		t.Errorf("scoped import = %d, want 403", res.StatusCode)
+	}
+}

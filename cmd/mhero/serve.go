@@ -75,6 +75,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 
 	a.api = api.New(api.Options{Auth: a.registry, Log: log, Metrics: reg, Gatherer: reg, Ready: a.readyChecks()})
 	a.registry.Routes(a.api)
+	a.outbox.Routes(a.api, a.registry, nil)
 
 	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
