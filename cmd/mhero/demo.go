@@ -86,6 +86,8 @@ Try:
   curl -s -H 'Authorization: Bearer %[2]s' '%[1]s/api/v1/workers?cadre=chw&limit=3'
   curl -s -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' -X POST %[1]s/api/v1/targets/preview -d '{"cadres":["nurse","midwife"]}'
   curl -s -H 'Authorization: Bearer %[2]s' -H 'Accept: text/csv' '%[1]s/api/v1/facilities?limit=5'
+  curl -s -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' -X POST %[1]s/api/v1/messages -d '{"worker":"ihris-000001","text":"Hello {name}, stock report due Friday"}'
+  curl -s -H 'Authorization: Bearer %[2]s' %[1]s/api/v1/messages/1     # queued, submitted, then delivered by the simulator's receipt
 
 Ctrl-C stops it.
 `, base, key, simAddr(sim))

@@ -17,8 +17,9 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/mhero-health/mhero"
 	"github.com/mhero-health/mhero/api"
-	"github.com/mhero-health/mhero/outbox"
+	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/registry/registrytest"
 	"github.com/mhero-health/mhero/smpp"
 	"github.com/mhero-health/mhero/smpp/smpptest"
@@ -487,29 +488,41 @@ func TestServeStoresWhatTheSMSCSends(t *testing.T) {
 		t.Fatal("a USSD dial-in got no answer")
 	}
 
-	m, err := a.outbox.Enqueue(ctx, outbox.NewMessage{To: "231886123456", Body: "Cholera alert: boil water", Priority: outbox.PriorityAlert})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := a.smpp.Send(ctx, &smpp.Message{ID: strconv.FormatInt(m.ID, 10), To: "231886123456", Text: "Cholera alert: boil water", RequestReceipt: true})
-	if err != nil {
-		t.Fatalf("Send: %v", err)
-	}
-	if err := a.outbox.RecordSubmitted(ctx, m.ID, res.MNO, res.MessageIDs, res.Segments); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		got, err := a.outbox.FindMessage(ctx, m.ID)
+	// A message to a worker over the API is queued, dispatched and delivered.
+	must := func(err error) {
+		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.State == outbox.Delivered {
-			break
-		}
+	}
+	_, err = a.registry.CreateLocation(ctx, registry.LocationInput{Code: "LR", Name: "Liberia"})
+	must(err)
+	_, err = a.registry.CreateFacility(ctx, registry.FacilityInput{Code: "F1", Name: "Klay HC", Location: "LR"})
+	must(err)
+	_, err = a.registry.CreateWorker(ctx, registry.WorkerInput{IHRISID: "P-1", Name: "Musu", MSISDN: "0886123456", Facility: "F1"})
+	must(err)
+	opted := true
+	_, err = a.registry.CreateWorker(ctx, registry.WorkerInput{IHRISID: "P-2", Name: "Kou", MSISDN: "0886123457", Facility: "F1", OptedOut: &opted})
+	must(err)
+	key, _, err := a.registry.CreateAPIKey(ctx, "ops", mhero.RoleSender, "")
+	must(err)
+	sender := client{t: t, base: anon.base, key: key}
+	sender.json("POST", "/api/v1/messages", map[string]string{"worker": "P-2", "text": "hello"}, 422, nil)
+	var m struct {
+		ID    int64  `json:"id"`
+		State string `json:"state"`
+		Body  string `json:"body"`
+	}
+	sender.json("POST", "/api/v1/messages", map[string]string{"worker": "P-1", "text": "Cholera alert, {name}: boil water", "priority": "alert"}, 202, &m)
+	if m.State != "queued" || m.Body != "Cholera alert, Musu: boil water" {
+		t.Errorf("queued message = %+v", m)
+	}
+	for m.State != "delivered" {
 		if ctx.Err() != nil {
-			t.Fatalf("message state = %s, want delivered from its receipt", got.State)
+			t.Fatalf("message state = %s, want delivered from its receipt", m.State)
 		}
 		time.Sleep(20 * time.Millisecond)
+		sender.json("GET", "/api/v1/messages/"+strconv.FormatInt(m.ID, 10), nil, 200, &m)
 	}
 }
 

@@ -25,17 +25,20 @@ var _ api.Authenticator = (*registry.Store)(nil)
 
 // App is a running server: every component it started, to be stopped in reverse order.
 type App struct {
-	cfg      Config
-	log      *slog.Logger
-	db       *pgxpool.Pool
-	sessions *sessions.Store
-	smpp     *smpp.Pool
-	registry *registry.Store
-	outbox   *outbox.Store
-	api      *api.Server
-	http     *http.Server
-	ln       net.Listener
-	served   chan error
+	cfg          Config
+	log          *slog.Logger
+	db           *pgxpool.Pool
+	sessions     *sessions.Store
+	smpp         *smpp.Pool
+	dispatch     *outbox.Dispatcher
+	stopDispatch context.CancelFunc
+	dispatched   chan error
+	registry     *registry.Store
+	outbox       *outbox.Store
+	api          *api.Server
+	http         *http.Server
+	ln           net.Listener
+	served       chan error
 }
 
 // Start migrates the database, connects to PostgreSQL and Valkey, binds to the SMSCs and
@@ -75,7 +78,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 
 	a.api = api.New(api.Options{Auth: a.registry, Log: log, Metrics: reg, Gatherer: reg, Ready: a.readyChecks()})
 	a.registry.Routes(a.api)
-	a.outbox.Routes(a.api, a.registry, nil)
+	var wake func()
+	if a.smpp != nil {
+		// The dispatcher outlives Start's context: Close stops it, after HTTP and before
+		// the binds, so every send in flight is recorded before the pool unbinds.
+		a.dispatch = a.outbox.NewDispatcher(poolSender{a.smpp}, outbox.DispatchConfig{}, log.With("comp", "dispatch"))
+		var dctx context.Context
+		dctx, a.stopDispatch = context.WithCancel(context.WithoutCancel(ctx))
+		a.dispatched = make(chan error, 1)
+		go func() { a.dispatched <- a.dispatch.Run(dctx) }()
+		wake = a.dispatch.Wake
+	}
+	a.outbox.Routes(a.api, a.registry, wake)
 
 	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
@@ -143,6 +157,17 @@ func (a *App) Close(ctx context.Context) error {
 		}
 		if err := <-a.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
+		}
+	}
+	if a.stopDispatch != nil {
+		a.stopDispatch()
+		select {
+		case err := <-a.dispatched:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				errs = append(errs, fmt.Errorf("dispatch: %w", err))
+			}
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("dispatch: sends still in flight at the shutdown bound: %w", ctx.Err()))
 		}
 	}
 	if a.smpp != nil {

@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
+	"time"
 
 	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/registry"
@@ -44,4 +48,40 @@ func smppHandlers(o *outbox.Store, pool func() *smpp.Pool) smpp.Handlers {
 			return err
 		}),
 	}
+}
+
+// poolSender adapts the SMPP pool to the outbox dispatcher, classifying its errors: a
+// submit whose response never came is never sent again (outcome unknown); retryable
+// statuses and lost binds are retried on the dispatcher's schedule; the rest fail with the
+// SMSC's command_status kept.
+type poolSender struct{ pool *smpp.Pool }
+
+func (p poolSender) Send(ctx context.Context, m outbox.Outgoing) (outbox.SendResult, error) {
+	msg := &smpp.Message{ID: strconv.FormatInt(m.ID, 10), To: m.To, From: m.Sender, Text: m.Body, MNO: m.MNO,
+		RequestReceipt: true, Priority: m.Priority}
+	if !m.ValidUntil.IsZero() {
+		msg.Validity = time.Until(m.ValidUntil)
+		if msg.Validity <= 0 {
+			return outbox.SendResult{}, outbox.Permanent("expired", errors.New("validity period passed before sending"))
+		}
+	}
+	res, err := p.pool.Send(ctx, msg)
+	out := outbox.SendResult{MNO: res.MNO, SMSCIDs: res.MessageIDs, Segments: res.Segments}
+	if err == nil {
+		return out, nil
+	}
+	code := ""
+	var se *smpp.SubmitError
+	if errors.As(err, &se) && se.Status != 0 {
+		code = fmt.Sprintf("0x%02X", se.Status)
+	}
+	switch {
+	case errors.Is(err, smpp.ErrOutcomeUnknown):
+		return out, outbox.OutcomeUnknown(code, err)
+	case smpp.IsTemporary(err):
+		return out, outbox.Temporary(code, 0, err)
+	case errors.Is(err, smpp.ErrUnroutable):
+		return out, outbox.Permanent("unroutable", err)
+	}
+	return out, outbox.Permanent(code, err)
 }
