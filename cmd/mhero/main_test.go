@@ -446,10 +446,14 @@ func TestServeStoresWhatTheSMSCSends(t *testing.T) {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.File.SMSC = []smpp.Config{{Name: "lonestar", Host: host, Port: p, SystemID: "mhero", Binds: 2, Window: 10,
 		SourceAddr: "384", Prefixes: []string{"+23188"}}}
-	a, err := Start(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	// Start's context ends at once, as main's does at SIGTERM: the binds and the dispatcher
+	// must live on until Close stops them in order.
+	startCtx, cancelStart := context.WithCancel(t.Context())
+	a, err := Start(startCtx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
+	cancelStart()
 	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

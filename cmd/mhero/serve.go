@@ -71,7 +71,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		if err != nil {
 			return nil, fmt.Errorf("smpp: %w", err)
 		}
-		if err := a.smpp.Start(ctx); err != nil {
+		// The binds live until Close stops them in order (after HTTP and the dispatcher have
+		// drained), not until the signal that cancels ctx.
+		if err := a.smpp.Start(context.WithoutCancel(ctx)); err != nil {
 			return nil, fmt.Errorf("smpp: %w", err)
 		}
 	}
