@@ -121,7 +121,7 @@ func (s *Store) UpdateFacility(ctx context.Context, ref string, in FacilityInput
 			return pgError(err, "Facility")
 		}
 		if loc.ID != cur.LocationID {
-			if _, err := tx.Exec(ctx, `UPDATE workers SET location_path = $1, updated_at = now() WHERE facility_id = $2`, path, cur.ID); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE workers SET location_path = $1, updated_at = now() WHERE location_id = $3 AND facility_id = $2`, path, cur.ID, cur.LocationID); err != nil {
 				return err
 			}
 		}
@@ -147,7 +147,7 @@ func (s *Store) DeleteFacility(ctx context.Context, ref string) error {
 			return err
 		}
 		var used bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM workers WHERE facility_id = $1)`, cur.ID).Scan(&used); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM workers WHERE location_id = $2 AND facility_id = $1)`, cur.ID, cur.LocationID).Scan(&used); err != nil {
 			return err
 		}
 		if used {

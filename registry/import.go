@@ -788,11 +788,12 @@ func upsertWorkers(ctx context.Context, tx pgx.Tx, f fieldNames, opt ImportOptio
 	}
 	// Skill lists repeat across workers: resolve each distinct list once.
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE imp_ws ON COMMIT DROP AS
-		SELECT c.skills, ARRAY(SELECT k.id FROM skills k WHERE k.code = ANY (c.skills) ORDER BY k.id) AS skill_ids
-		FROM (SELECT DISTINCT skills FROM imp_wr WHERE skills IS NOT NULL) c`); err != nil {
+		SELECT c.skills, x.ids AS skill_ids, skill_mask(x.ids) AS skill_mask
+		FROM (SELECT DISTINCT skills FROM imp_wr WHERE skills IS NOT NULL) c,
+			LATERAL (SELECT ARRAY(SELECT k.id FROM skills k WHERE k.code = ANY (c.skills) ORDER BY k.id) AS ids) x`); err != nil {
 		return err
 	}
-	const resolved = `SELECT r.*, c.id AS cadre_id, COALESCE(ws.skill_ids, '{}') AS skill_ids
+	const resolved = `SELECT r.*, c.id AS cadre_id, COALESCE(ws.skill_ids, '{}') AS skill_ids, COALESCE(ws.skill_mask, 0) AS skill_mask
 		FROM imp_wr r LEFT JOIN cadres c ON c.code = r.cadre LEFT JOIN imp_ws ws ON ws.skills = r.skills`
 	col.phase("codes")
 	// Every matched worker counts as updated, but only rows whose values change are written:
@@ -802,7 +803,7 @@ func upsertWorkers(ctx context.Context, tx pgx.Tx, f fieldNames, opt ImportOptio
 		return err
 	}
 	_, err := tx.Exec(ctx, `UPDATE workers w SET ihris_id = n.ihris_id, name = n.name, msisdn = n.msisdn, alt_msisdn = n.alt_msisdn,
-			cadre_id = n.cadre_id, facility_id = n.facility_id, location_path = n.location_path, skill_ids = n.skill_ids,
+			cadre_id = n.cadre_id, facility_id = n.facility_id, location_path = n.location_path, skill_ids = n.skill_ids, skill_mask = n.skill_mask,
 			language = n.language, active = n.active, opted_out = n.opted_out, updated_at = now()
 		FROM (SELECT o.id, COALESCE(g.ihris_id, o.ihris_id) AS ihris_id, g.name, g.msisdn,
 				CASE WHEN g.has_alt THEN g.alt_msisdn ELSE o.alt_msisdn END AS alt_msisdn,
@@ -810,6 +811,7 @@ func upsertWorkers(ctx context.Context, tx pgx.Tx, f fieldNames, opt ImportOptio
 				CASE WHEN g.has_facility THEN g.facility_id ELSE o.facility_id END AS facility_id,
 				CASE WHEN g.has_facility THEN COALESCE(g.path, '{}') ELSE o.location_path END AS location_path,
 				CASE WHEN g.has_skills THEN g.skill_ids ELSE o.skill_ids END AS skill_ids,
+				CASE WHEN g.has_skills THEN g.skill_mask ELSE o.skill_mask END AS skill_mask,
 				COALESCE(g.language, o.language) AS language, COALESCE(g.active, o.active) AS active,
 				COALESCE(g.opted_out, o.opted_out) AS opted_out
 			FROM (`+resolved+` WHERE r.worker_id IS NOT NULL) g JOIN workers o ON o.id = g.worker_id) n
@@ -821,9 +823,9 @@ func upsertWorkers(ctx context.Context, tx pgx.Tx, f fieldNames, opt ImportOptio
 	}
 	res.Updated += matched
 	col.phase("update")
-	tag, err := tx.Exec(ctx, `INSERT INTO workers (ihris_id, name, msisdn, alt_msisdn, cadre_id, facility_id, location_path, skill_ids,
+	tag, err := tx.Exec(ctx, `INSERT INTO workers (ihris_id, name, msisdn, alt_msisdn, cadre_id, facility_id, location_path, skill_ids, skill_mask,
 			language, active, opted_out)
-		SELECT g.ihris_id, g.name, g.msisdn, g.alt_msisdn, g.cadre_id, g.facility_id, COALESCE(g.path, '{}'), g.skill_ids,
+		SELECT g.ihris_id, g.name, g.msisdn, g.alt_msisdn, g.cadre_id, g.facility_id, COALESCE(g.path, '{}'), g.skill_ids, g.skill_mask,
 			COALESCE(g.language, 'en'), COALESCE(g.active, true), COALESCE(g.opted_out, false)
 		FROM (`+resolved+` WHERE r.worker_id IS NULL) g ORDER BY g.line`)
 	if err != nil {

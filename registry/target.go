@@ -33,6 +33,7 @@ type resolvedTarget struct {
 	tops            []int64 // top-level locations (and roots): matched on top_location_id
 	locations       []int64 // every location inside the deeper named subtrees: matched on location_id
 	facilities      []int64
+	facilityLocs    []int64 // the facilities' locations, so workers_place_idx finds them
 	languages       []string
 	scope           int64
 	scopeLevel      int
@@ -121,6 +122,7 @@ func (s *Store) resolveTarget(ctx context.Context, t Target) (*resolvedTarget, e
 			return nil, errOutOfScope("Facility " + strconv.Quote(ref))
 		}
 		r.facilities = append(r.facilities, int64(f.ID))
+		r.facilityLocs = append(r.facilityLocs, int64(f.LocationID))
 	}
 	for i, l := range r.languages {
 		r.languages[i] = strings.ToLower(strings.TrimSpace(l))
@@ -178,7 +180,7 @@ func (r *resolvedTarget) where() (string, []any) {
 		place = append(place, "w.location_id = ANY ("+arg(r.locations)+"::bigint[])")
 	}
 	if len(r.facilities) > 0 {
-		place = append(place, "w.facility_id = ANY ("+arg(r.facilities)+"::bigint[])")
+		place = append(place, "(w.location_id = ANY ("+arg(r.facilityLocs)+"::bigint[]) AND w.facility_id = ANY ("+arg(r.facilities)+"::bigint[]))")
 	}
 	if len(place) == 1 {
 		conds = append(conds, place[0])

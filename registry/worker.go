@@ -204,10 +204,10 @@ func (s *Store) CreateWorker(ctx context.Context, in WorkerInput) (*mhero.Worker
 		if !inScope(ctx, r.path) {
 			return errOutOfScope("The worker's facility")
 		}
-		if err := tx.QueryRow(ctx, `INSERT INTO workers (ihris_id, name, msisdn, alt_msisdn, cadre_id, facility_id, location_path, skill_ids, language, active, opted_out)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id, updated_at`,
+		if err := tx.QueryRow(ctx, `INSERT INTO workers (ihris_id, name, msisdn, alt_msisdn, cadre_id, facility_id, location_path, skill_ids, language, active, opted_out, skill_mask)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id, updated_at`,
 			nullable(r.w.IHRISID), r.w.Name, string(r.w.MSISDN), nullable(string(r.w.AltMSISDN)), r.cadreID, r.facilityID,
-			r.path, r.skillIDs, r.w.Language, r.w.Active, r.w.OptedOut).Scan(&r.w.ID, &r.w.UpdatedAt); err != nil {
+			r.path, r.skillIDs, r.w.Language, r.w.Active, r.w.OptedOut, skillMask(r.skillIDs)).Scan(&r.w.ID, &r.w.UpdatedAt); err != nil {
 			return pgError(err, "Worker")
 		}
 		out = &r.w
@@ -243,10 +243,10 @@ func (s *Store) UpdateWorker(ctx context.Context, ref string, in WorkerInput) (*
 			return errOutOfScope("The worker's new facility")
 		}
 		if err := tx.QueryRow(ctx, `UPDATE workers SET ihris_id = $1, name = $2, msisdn = $3, alt_msisdn = $4, cadre_id = $5,
-			facility_id = $6, location_path = $7, skill_ids = $8, language = $9, active = $10, opted_out = $11, updated_at = now()
-			WHERE id = $12 RETURNING updated_at`,
+			facility_id = $6, location_path = $7, skill_ids = $8, language = $9, active = $10, opted_out = $11, skill_mask = $13,
+			updated_at = now() WHERE id = $12 RETURNING updated_at`,
 			nullable(r.w.IHRISID), r.w.Name, string(r.w.MSISDN), nullable(string(r.w.AltMSISDN)), r.cadreID, r.facilityID,
-			r.path, r.skillIDs, r.w.Language, r.w.Active, r.w.OptedOut, cur.ID).Scan(&r.w.UpdatedAt); err != nil {
+			r.path, r.skillIDs, r.w.Language, r.w.Active, r.w.OptedOut, cur.ID, skillMask(r.skillIDs)).Scan(&r.w.UpdatedAt); err != nil {
 			return pgError(err, "Worker")
 		}
 		r.w.ID = cur.ID
@@ -292,6 +292,17 @@ func (s *Store) SetOptOut(ctx context.Context, m mhero.MSISDN, optedOut bool) er
 		}
 		return audit(ctx, tx, action, "worker", strconv.FormatInt(id, 10), nil)
 	})
+}
+
+// skillMask is the SQL function skill_mask in Go: bit n for skill id n, ids 1..63.
+func skillMask(ids []int32) int64 {
+	var m int64
+	for _, id := range ids {
+		if id >= 1 && id <= 63 {
+			m |= 1 << id
+		}
+	}
+	return m
 }
 
 // redactWorker keeps phone numbers out of the audit detail's clear text (masked), as logs
