@@ -750,18 +750,21 @@ func upsertWorkers(ctx context.Context, tx pgx.Tx, f fieldNames, opt ImportOptio
 		UNION ALL
 		SELECT line, $2, 'phone number already belongs to another worker' FROM imp_wr WHERE holder_id IS NOT NULL AND holder_id IS DISTINCT FROM worker_id
 		UNION ALL
-		SELECT line, $2, format('duplicate phone number: also on line %s', first)
-			FROM (SELECT line, min(line) OVER (PARTITION BY msisdn) AS first FROM imp_wr) d WHERE line <> first
+		SELECT r.line, $2, format('duplicate phone number: also on line %s', d.first)
+			FROM (SELECT msisdn, min(line) AS first FROM imp_wr GROUP BY msisdn HAVING count(*) > 1) d
+			JOIN imp_wr r ON r.msisdn = d.msisdn AND r.line <> d.first
 		UNION ALL
-		SELECT line, $3, format('duplicate iHRIS id: also on line %s', first)
-			FROM (SELECT line, min(line) OVER (PARTITION BY ihris_id) AS first FROM imp_wr WHERE ihris_id IS NOT NULL) d WHERE line <> first`,
+		SELECT r.line, $3, format('duplicate iHRIS id: also on line %s', d.first)
+			FROM (SELECT ihris_id, min(line) AS first FROM imp_wr WHERE ihris_id IS NOT NULL GROUP BY ihris_id HAVING count(*) > 1) d
+			JOIN imp_wr r ON r.ihris_id = d.ihris_id AND r.line <> d.first`,
 		f.facility, f.phone, f.ihrisID); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO imp_we (line, field, message)
-		SELECT line, $1, format('matches the same existing worker as line %s', first)
-		FROM (SELECT line, min(line) OVER (PARTITION BY worker_id) AS first FROM imp_wr WHERE worker_id IS NOT NULL) d
-		WHERE line <> first AND NOT EXISTS (SELECT 1 FROM imp_we e WHERE e.line = d.line)`, f.ihrisID); err != nil {
+		SELECT r.line, $1, format('matches the same existing worker as line %s', d.first)
+		FROM (SELECT worker_id, min(line) AS first FROM imp_wr WHERE worker_id IS NOT NULL GROUP BY worker_id HAVING count(*) > 1) d
+		JOIN imp_wr r ON r.worker_id = d.worker_id AND r.line <> d.first
+		WHERE NOT EXISTS (SELECT 1 FROM imp_we e WHERE e.line = r.line)`, f.ihrisID); err != nil {
 		return err
 	}
 	before := col.failed
