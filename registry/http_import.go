@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -41,8 +42,16 @@ func (h *handler) createImport(w http.ResponseWriter, r *http.Request) {
 	if name := q.Get("name"); name != "" {
 		opt.Source = "api:" + name
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxImportBody)
+	limit := h.s.MaxImportBody
+	if limit <= 0 {
+		limit = MaxImportBody
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
 	res, err := h.s.Import(r.Context(), body, opt)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		err = mhero.Errorf(mhero.ETOOLARGE, "The import file is larger than %d bytes; nothing was written.", tooBig.Limit)
+	}
 	if err != nil {
 		if res != nil && mhero.ErrorCode(err) == mhero.EVALIDATION {
 			// Every bad row is in the details; the result says what was (not) written.

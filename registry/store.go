@@ -23,6 +23,8 @@ type Store struct {
 	// Country is the default region for national-format phone numbers ("LR").
 	Country string
 	Log     *slog.Logger
+	// MaxImportBody bounds an import uploaded over HTTP; 0 means MaxImportBody.
+	MaxImportBody int64
 }
 
 // NewStore returns a Store on an open pool. country is the ISO 3166 region used to read
