@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mhero-health/mhero"
 	"github.com/mhero-health/mhero/outbox"
+	"github.com/mhero-health/mhero/outbox/outboxsmpp"
 	"github.com/mhero-health/mhero/smpp"
 	"github.com/mhero-health/mhero/smpp/smpptest"
 )
@@ -374,40 +375,6 @@ func TestDispatchStop(t *testing.T) {
 }
 
 // poolSender is what cmd does: *smpp.Pool as a Sender, its errors classified.
-type poolSender struct{ p *smpp.Pool }
-
-func (s poolSender) Send(ctx context.Context, m outbox.Outgoing) (outbox.SendResult, error) {
-	msg := &smpp.Message{ID: strconv.FormatInt(m.ID, 10), To: m.To, From: m.Sender, Text: m.Body, MNO: m.MNO, RequestReceipt: true}
-	if !m.ValidUntil.IsZero() {
-		msg.Validity = max(time.Until(m.ValidUntil), time.Minute)
-	}
-	res, err := s.p.Send(ctx, msg)
-	out := outbox.SendResult{MNO: res.MNO, SMSCIDs: res.MessageIDs, Segments: res.Segments}
-	if err == nil {
-		return out, nil
-	}
-	code := "error"
-	var se *smpp.SubmitError
-	if errors.As(err, &se) && se.Status != 0 {
-		code = fmt.Sprintf("0x%02X", se.Status)
-	}
-	switch {
-	case errors.Is(err, smpp.ErrOutcomeUnknown):
-		return out, outbox.OutcomeUnknown(cmpOr(code, "timeout"), err)
-	case smpp.IsTemporary(err):
-		return out, outbox.Temporary(code, 0, err)
-	case errors.Is(err, smpp.ErrUnroutable):
-		return out, outbox.Permanent("unroutable", err)
-	}
-	return out, outbox.Permanent(code, err)
-}
-
-func cmpOr(a, b string) string {
-	if a == "error" {
-		return b
-	}
-	return a
-}
 
 func newPool(tb testing.TB, store *outbox.Store, c smpptest.Config, window int) *smpp.Pool {
 	tb.Helper()
@@ -418,7 +385,7 @@ func newPool(tb testing.TB, store *outbox.Store, c smpptest.Config, window int) 
 	p, _ := strconv.Atoi(port)
 	cfg := smpp.Config{Name: "lonestar", Host: host, Port: p, SystemID: "mhero", Password: "secret",
 		SourceAddr: "384", Prefixes: []string{"+23188"}, Binds: 2, Window: window, ResponseTimeout: 5 * time.Second}
-	pool, err := smpp.NewPool([]smpp.Config{cfg}, handlers(store), nil, nil)
+	pool, err := smpp.NewPool([]smpp.Config{cfg}, outboxsmpp.Handlers(store), nil, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -478,7 +445,7 @@ func TestDispatchSMPP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := store.NewDispatcher(poolSender{pool}, outbox.DispatchConfig{Poll: 10 * time.Millisecond}, nil)
+			d := store.NewDispatcher(outboxsmpp.Sender{Pool: pool}, outbox.DispatchConfig{Poll: 10 * time.Millisecond}, nil)
 			start(t, d)
 			d.Wake()
 			waitFor(t, "delivery", 30*time.Second, func() bool {
@@ -547,7 +514,7 @@ func BenchmarkDispatch(b *testing.B) {
 		b.StartTimer()
 		began := time.Now()
 		ctx, cancel := context.WithCancel(context.Background())
-		d := store.NewDispatcher(poolSender{pool}, outbox.DispatchConfig{Concurrency: 200, Batch: 100, Poll: 5 * time.Millisecond}, nil)
+		d := store.NewDispatcher(outboxsmpp.Sender{Pool: pool}, outbox.DispatchConfig{Concurrency: 200, Batch: 100, Poll: 5 * time.Millisecond}, nil)
 		done := make(chan error, 1)
 		go func() { done <- d.Run(ctx) }()
 		for count(b, db, `SELECT count(*) FROM messages WHERE state = 'queued'`) > 0 {

@@ -12,25 +12,10 @@ import (
 
 	"github.com/mhero-health/mhero"
 	"github.com/mhero-health/mhero/outbox"
+	"github.com/mhero-health/mhero/outbox/outboxsmpp"
 	"github.com/mhero-health/mhero/smpp"
 	"github.com/mhero-health/mhero/smpp/smpptest"
 )
-
-// handlers are what cmd wires between the pool and the outbox: receipts and MO stored
-// before the SMSC gets its deliver_sm_resp.
-func handlers(s *outbox.Store) smpp.Handlers {
-	return smpp.Handlers{
-		Receipt: smpp.ReceiptHandlerFunc(func(ctx context.Context, d smpp.DLR) error {
-			return s.RecordReceipt(ctx, outbox.Receipt{MNO: d.MNO, SMSCID: d.MessageID, State: string(d.State),
-				Stat: d.Stat, Err: d.Err, Done: d.Done, Received: d.Received})
-		}),
-		MO: smpp.MOHandlerFunc(func(ctx context.Context, m smpp.MO) error {
-			_, err := s.RecordInbound(ctx, outbox.Inbound{MNO: m.MNO, From: m.From, To: m.To, Body: m.Text,
-				Parts: m.Parts, Partial: m.Partial, Received: m.Received})
-			return err
-		}),
-	}
-}
 
 // TestEndToEnd sends messages through a real Pool to the simulator and checks that
 // every one ends delivered in PostgreSQL with every receipt matched, whatever the order
@@ -63,7 +48,7 @@ func TestEndToEnd(t *testing.T) {
 			cfg := smpp.Config{Name: "lonestar", Host: host, Port: p, SystemID: "mhero", Password: "secret",
 				SourceAddr: "384", Prefixes: []string{"+23188"}, Binds: 2, Window: 10, ResponseTimeout: 5 * time.Second,
 				MessageIDFormat: c.msgFormat, ReceiptIDFormat: c.rcptFormat}
-			pool, err := smpp.NewPool([]smpp.Config{cfg}, handlers(store), nil, nil)
+			pool, err := smpp.NewPool([]smpp.Config{cfg}, outboxsmpp.Handlers(store), nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

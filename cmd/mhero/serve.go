@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mhero-health/mhero/api"
 	"github.com/mhero-health/mhero/outbox"
+	"github.com/mhero-health/mhero/outbox/outboxsmpp"
 	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/sessions"
 	"github.com/mhero-health/mhero/smpp"
@@ -84,7 +85,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if a.smpp != nil {
 		// The dispatcher outlives Start's context: Close stops it, after HTTP and before
 		// the binds, so every send in flight is recorded before the pool unbinds.
-		a.dispatch = a.outbox.NewDispatcher(poolSender{a.smpp}, outbox.DispatchConfig{}, log.With("comp", "dispatch"))
+		a.dispatch = a.outbox.NewDispatcher(outboxsmpp.Sender{Pool: a.smpp}, outbox.DispatchConfig{}, log.With("comp", "dispatch"))
 		var dctx context.Context
 		dctx, a.stopDispatch = context.WithCancel(context.WithoutCancel(ctx))
 		a.dispatched = make(chan error, 1)
