@@ -37,6 +37,8 @@ if ! answers "$PG_HOST" "$PG_PORT"; then
 	version=$(ls /etc/postgresql | sort -V | tail -n1)
 	say "starting PostgreSQL $version"
 	pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
+	# The package's own scripts may have started it before pg_hba.conf changed.
+	pg_ctlcluster --skip-systemctl-redirect "$version" main reload >&2 || true
 	wait_for "$PG_HOST" "$PG_PORT" || die "PostgreSQL did not come up on $PG_HOST:$PG_PORT; see /var/log/postgresql/."
 fi
 say "PostgreSQL answers on $PG_HOST:$PG_PORT"
