@@ -104,13 +104,18 @@ type Principal struct {
 	Scope *Location `json:"scope,omitempty"`
 }
 
-// MessageStatus is the state of one outbound SMS.
+// MessageStatus is the state of one outbound SMS. Queued, submitted and unknown can still
+// change (unknown: the SMSC's answer or receipt left it open); the others are final.
 type MessageStatus string
 
 const (
-	MessageQueued    MessageStatus = "queued"
-	MessageSubmitted MessageStatus = "submitted"
-	MessageDelivered MessageStatus = "delivered"
-	MessageFailed    MessageStatus = "failed"
-	MessageExpired   MessageStatus = "expired"
+	MessageQueued        MessageStatus = "queued"
+	MessageSubmitted     MessageStatus = "submitted"
+	MessageDelivered     MessageStatus = "delivered"
+	MessageUndeliverable MessageStatus = "undeliverable"
+	MessageExpired       MessageStatus = "expired"
+	MessageRejected      MessageStatus = "rejected"
+	MessageFailed        MessageStatus = "failed"
+	MessageUnknown       MessageStatus = "unknown"
+	MessageCancelled     MessageStatus = "cancelled"
 )

@@ -95,7 +95,6 @@ import (
 )
 
 // MessageState is the state of an outbound message (see the package documentation).
-// It is mhero.MessageStatus, extended with the states receipts and submits can report.
 type MessageState = mhero.MessageStatus
 
 // Message states. Queued, Submitted and (from a receipt) Unknown can still change; the
@@ -104,12 +103,12 @@ const (
 	Queued        MessageState = mhero.MessageQueued
 	Submitted     MessageState = mhero.MessageSubmitted
 	Delivered     MessageState = mhero.MessageDelivered
-	Undeliverable MessageState = "undeliverable"
+	Undeliverable MessageState = mhero.MessageUndeliverable
 	Expired       MessageState = mhero.MessageExpired
-	Rejected      MessageState = "rejected"
+	Rejected      MessageState = mhero.MessageRejected
 	Failed        MessageState = mhero.MessageFailed
-	Unknown       MessageState = "unknown"
-	Cancelled     MessageState = "cancelled"
+	Unknown       MessageState = mhero.MessageUnknown
+	Cancelled     MessageState = mhero.MessageCancelled
 )
 
 // Priorities: lower goes first. Any value 0-9 may be used.
