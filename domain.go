@@ -118,4 +118,18 @@ const (
 	MessageFailed        MessageStatus = "failed"
 	MessageUnknown       MessageStatus = "unknown"
 	MessageCancelled     MessageStatus = "cancelled"
+	// MessageSkipped: not sent because its worker opted out or was deactivated after it
+	// was queued; the message's error code says which (opted_out, inactive).
+	MessageSkipped MessageStatus = "skipped"
 )
+
+// Recipient is a worker a message goes to, with what a text's placeholders are filled
+// with ({name}, {facility}, {cadre}).
+type Recipient struct {
+	WorkerID WorkerID
+	Name     string
+	MSISDN   MSISDN
+	Facility string // facility name, "" when unattached
+	Cadre    string // cadre name
+	Language string
+}

@@ -290,7 +290,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				break more
 			}
 		}
-		msgs, expired, err := d.claim(ctx, n)
+		msgs, settled, err := d.claim(ctx, n)
 		for range n - len(msgs) {
 			<-sem
 		}
@@ -300,13 +300,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			d.log.Error("claiming messages", "err", err)
 		}
-		if expired > 0 {
-			d.log.Info("messages expired before they could be sent", "messages", expired)
+		if settled > 0 {
+			d.log.Info("messages expired or skipped (worker opted out or inactive) instead of sent", "messages", settled)
 		}
 		for _, m := range msgs {
 			wg.Go(func() { outcomes <- d.send(sendCtx, m) })
 		}
-		if err == nil && len(msgs)+expired == n {
+		if err == nil && len(msgs)+settled == n {
 			continue // there may be more due
 		}
 		t := time.NewTimer(d.cfg.Poll)
@@ -339,46 +339,54 @@ func (d *Dispatcher) stop(wg *sync.WaitGroup, cancelSends context.CancelFunc) {
 	}
 }
 
-// claim leases up to n due messages, most urgent first, and expires those past their
-// validity. It returns the messages to send and how many expired.
+// claim leases up to n due messages, most urgent first, and settles those that must not
+// be sent: past their validity (expired), or to a worker who opted out or was
+// deactivated since they were queued (skipped; replies still go, a STOP's confirmation
+// included). It returns the messages to send and how many it settled.
 func (d *Dispatcher) claim(ctx context.Context, n int) ([]Outgoing, int, error) {
 	rows, err := d.s.db.Query(ctx, `
 		WITH c AS (
-			SELECT id, valid_until IS NOT NULL AND valid_until <= now() AS expired
-			FROM messages
-			WHERE state = 'queued' AND next_attempt_at <= now()
-			ORDER BY priority, next_attempt_at, id
+			SELECT message_id FROM message_queue
+			WHERE due_at <= now()
+			ORDER BY priority, due_at, message_id
 			LIMIT $1
 			FOR UPDATE SKIP LOCKED
+		), m AS (
+			SELECT m.id, m.msisdn, m.sender, m.body, COALESCE(m.mno, '') AS mno, m.valid_until, m.priority, m.attempts,
+				CASE WHEN m.valid_until IS NOT NULL AND m.valid_until <= now() THEN 'expired'
+					WHEN m.priority <> $3 AND w.opted_out THEN 'skipped'
+					WHEN m.priority <> $3 AND NOT w.active THEN 'skipped' END AS settle,
+				CASE WHEN m.valid_until IS NOT NULL AND m.valid_until <= now() THEN NULL
+					WHEN m.priority <> $3 AND w.opted_out THEN 'opted_out'
+					WHEN m.priority <> $3 AND NOT w.active THEN 'inactive' END AS reason
+			FROM c JOIN messages m ON m.id = c.message_id LEFT JOIN workers w ON w.id = m.worker_id
 		), x AS (
-			UPDATE messages m SET state = 'expired', final_at = now()
-			FROM c WHERE m.id = c.id AND c.expired
-			RETURNING m.id
+			UPDATE messages SET state = m.settle, error_code = m.reason, final_at = now()
+			FROM m WHERE messages.id = m.id AND m.settle IS NOT NULL
+		), dq AS (
+			DELETE FROM message_queue q USING m WHERE q.message_id = m.id AND m.settle IS NOT NULL
 		), u AS (
-			UPDATE messages m SET next_attempt_at = now() + $2::bigint * interval '1 microsecond'
-			FROM c WHERE m.id = c.id AND NOT c.expired
-			RETURNING m.id, m.msisdn, m.sender, m.body, COALESCE(m.mno, '') AS mno, m.valid_until,
-				m.priority, m.attempts
+			UPDATE message_queue q SET due_at = now() + $2::bigint * interval '1 microsecond'
+			FROM m WHERE q.message_id = m.id AND m.settle IS NULL
 		)
-		SELECT id, msisdn, sender, body, mno, valid_until, priority, attempts, false FROM u
-		UNION ALL
-		SELECT id, '', '', '', '', NULL, 0, 0, true FROM x`, n, d.cfg.Lease.Microseconds())
+		SELECT id, msisdn, sender, body, mno, valid_until, priority, attempts, settle IS NOT NULL FROM m`,
+		n, d.cfg.Lease.Microseconds(), PriorityReply)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer rows.Close()
 	var out []Outgoing
-	expired := 0
+	settled := 0
 	for rows.Next() {
 		var m Outgoing
 		var to string
 		var valid *time.Time
-		var exp bool
-		if err := rows.Scan(&m.ID, &to, &m.Sender, &m.Body, &m.MNO, &valid, &m.Priority, &m.Attempts, &exp); err != nil {
+		var drop bool
+		if err := rows.Scan(&m.ID, &to, &m.Sender, &m.Body, &m.MNO, &valid, &m.Priority, &m.Attempts, &drop); err != nil {
 			return nil, 0, err
 		}
-		if exp {
-			expired++
+		if drop {
+			settled++
 			continue
 		}
 		m.To, m.ValidUntil = mhero.MSISDN(to), deref(valid)
@@ -390,7 +398,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]Outgoing, int, error) 
 	slices.SortFunc(out, func(a, b Outgoing) int {
 		return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(a.ID, b.ID))
 	})
-	return out, expired, nil
+	return out, settled, nil
 }
 
 // outcome is what to record of one send.
@@ -571,6 +579,7 @@ func (d *Dispatcher) recordBatch(ctx context.Context, outs []outcome) (map[int64
 			sIDs            []int64
 			sMNO            []string
 			sSeg            []int32
+			sCost           []*float64
 		)
 		for _, o := range outs {
 			st := state[o.id]
@@ -583,6 +592,7 @@ func (d *Dispatcher) recordBatch(ctx context.Context, outs []outcome) (map[int64
 					pMsg, pNo, pMNO, pSMSC = append(pMsg, o.id), append(pNo, int32(i+1)), append(pMNO, o.mno), append(pSMSC, x)
 				}
 				sIDs, sMNO, sSeg = append(sIDs, o.id), append(sMNO, o.mno), append(sSeg, int32(o.segments))
+				sCost = append(sCost, d.s.rate(o.mno))
 			case st == Queued || (st == Cancelled && o.state != Queued):
 				var at *time.Time
 				if o.state == Queued {
@@ -594,11 +604,13 @@ func (d *Dispatcher) recordBatch(ctx context.Context, outs []outcome) (map[int64
 
 		b = &pgx.Batch{}
 		if len(fIDs) > 0 {
-			b.Queue(`UPDATE messages m SET state = v.state, error_code = NULLIF(v.code, ''), attempts = m.attempts + 1,
+			b.Queue(`WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS v(id, state, code, at)),
+				dq AS (DELETE FROM message_queue q USING v WHERE q.message_id = v.id AND v.state <> 'queued'),
+				rq AS (UPDATE message_queue q SET due_at = v.at FROM v WHERE q.message_id = v.id AND v.state = 'queued')
+				UPDATE messages m SET state = v.state, error_code = NULLIF(v.code, ''), attempts = m.attempts + 1,
 					next_attempt_at = COALESCE(v.at, m.next_attempt_at),
 					final_at = CASE WHEN v.state = 'queued' THEN m.final_at ELSE now() END
-				FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS v(id, state, code, at)
-				WHERE m.id = v.id`, fIDs, fStates, fCodes, fAt)
+				FROM v WHERE m.id = v.id`, fIDs, fStates, fCodes, fAt)
 		}
 		if len(sIDs) > 0 {
 			b.Queue(`UPDATE message_parts p SET superseded = true, updated_at = now()
@@ -607,10 +619,11 @@ func (d *Dispatcher) recordBatch(ctx context.Context, outs []outcome) (map[int64
 				pMNO, pSMSC, pMsg)
 			b.Queue(`INSERT INTO message_parts (message_id, part_no, mno, smsc_id)
 				SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[])`, pMsg, pNo, pMNO, pSMSC)
-			b.Queue(`UPDATE messages m SET state = 'submitted', mno = v.mno, segments = v.segments, error_code = NULL,
-					attempts = m.attempts + 1, submitted_at = now(), final_at = NULL
-				FROM unnest($1::bigint[], $2::text[], $3::int[]) AS v(id, mno, segments)
-				WHERE m.id = v.id`, sIDs, sMNO, sSeg)
+			b.Queue(`WITH dq AS (DELETE FROM message_queue WHERE message_id = ANY($1))
+				UPDATE messages m SET state = 'submitted', mno = v.mno, segments = v.segments, error_code = NULL,
+					attempts = m.attempts + 1, submitted_at = now(), final_at = NULL, segment_cost = v.cost
+				FROM unnest($1::bigint[], $2::text[], $3::int[], $4::numeric[]) AS v(id, mno, segments, cost)
+				WHERE m.id = v.id`, sIDs, sMNO, sSeg, sCost)
 			// Receipts that came before their submit_sm_resp (rare): matched here, applied below.
 			b.Queue(`UPDATE receipts r SET message_id = p.message_id, part_no = p.part_no, matched_at = now()
 				FROM message_parts p

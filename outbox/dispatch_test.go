@@ -191,13 +191,16 @@ func TestDispatchFailures(t *testing.T) {
 		return outbox.SendResult{}, errors.New("unclassified")
 	})
 	cfg := fast
-	cfg.Lease = 50 * time.Millisecond // were a claim left behind, it would run out during the test
+	// Were a claim left behind, it would run out during the test. (Not shorter: on a loaded
+	// machine a recorded outcome can take longer than a tiny lease, and a lease that runs
+	// out before the outcome is recorded resends by design.)
+	cfg.Lease = 200 * time.Millisecond
 	start(t, s.NewDispatcher(f, cfg, nil))
 	waitFor(t, "outcomes", 10*time.Second, func() bool {
 		return find(t, s, refused.ID).State == outbox.Failed && find(t, s, lost.ID).State == outbox.Unknown &&
 			find(t, s, odd.ID).State == outbox.Unknown
 	})
-	time.Sleep(300 * time.Millisecond) // several leases and polls: nothing is sent again
+	time.Sleep(700 * time.Millisecond) // several leases and polls: nothing is sent again
 	if m := find(t, s, refused.ID); m.ErrorCode != "0x0B" || m.Attempts != 1 || m.FinalAt.IsZero() || f.count(m.ID) != 1 {
 		t.Errorf("refused: %d sends, %+v", f.count(m.ID), m)
 	}
@@ -242,12 +245,14 @@ func TestDispatchExpired(t *testing.T) {
 // insertQueued queues n messages in one statement.
 func insertQueued(tb testing.TB, db *pgxpool.Pool, n int) {
 	tb.Helper()
-	_, err := db.Exec(context.Background(), `INSERT INTO messages (msisdn, body, priority)
-		SELECT '2318812' || lpad(g::text, 5, '0'), 'Stock report due Friday', 9 FROM generate_series(1, $1::int) g`, n)
+	_, err := db.Exec(context.Background(), `WITH m AS (INSERT INTO messages (msisdn, body, priority)
+		SELECT '2318812' || lpad(g::text, 5, '0'), 'Stock report due Friday', 9 FROM generate_series(1, $1::int) g
+		RETURNING id, priority, next_attempt_at)
+		INSERT INTO message_queue (message_id, priority, due_at) SELECT * FROM m`, n)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := db.Exec(context.Background(), `ANALYZE messages`); err != nil {
+	if _, err := db.Exec(context.Background(), `ANALYZE messages, message_queue`); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -348,7 +353,7 @@ func TestDispatchStop(t *testing.T) {
 			t.Errorf("after stop: %d submitted, %d sent; want the 5 in flight", n, f.total())
 		}
 		// The others were never claimed: due now, for the next instance.
-		if n := count(t, db, `SELECT count(*) FROM messages WHERE state = 'queued' AND next_attempt_at <= now()`); n != 5 {
+		if n := count(t, db, `SELECT count(*) FROM message_queue WHERE due_at <= now()`); n != 5 {
 			t.Errorf("%d queued and due, want 5", n)
 		}
 	})
@@ -385,7 +390,14 @@ func newPool(tb testing.TB, store *outbox.Store, c smpptest.Config, window int) 
 	p, _ := strconv.Atoi(port)
 	cfg := smpp.Config{Name: "lonestar", Host: host, Port: p, SystemID: "mhero", Password: "secret",
 		SourceAddr: "384", Prefixes: []string{"+23188"}, Binds: 2, Window: window, ResponseTimeout: 5 * time.Second}
-	pool, err := smpp.NewPool([]smpp.Config{cfg}, outboxsmpp.Handlers(store), nil, nil)
+	// Receipts committed in shared transactions, as serve does. The recorder stops after
+	// the pool (cleanups run last-in first-out).
+	rec := store.NewReceiptRecorder(0, 0)
+	rctx, stopRec := context.WithCancel(context.Background())
+	recorded := make(chan struct{})
+	go func() { defer close(recorded); rec.Run(rctx) }()
+	tb.Cleanup(func() { stopRec(); <-recorded })
+	pool, err := smpp.NewPool([]smpp.Config{cfg}, outboxsmpp.Handlers(store, rec), nil, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -484,7 +496,7 @@ func TestDispatchCancelled(t *testing.T) {
 	})
 	start(t, s.NewDispatcher(f, fast, nil))
 	waitFor(t, "sends", 5*time.Second, func() bool { return f.total() == 2 })
-	if _, err := db.Exec(context.Background(), `UPDATE messages SET state = 'cancelled'`); err != nil {
+	if _, err := db.Exec(context.Background(), `WITH q AS (DELETE FROM message_queue) UPDATE messages SET state = 'cancelled'`); err != nil {
 		t.Fatal(err)
 	}
 	close(gate)

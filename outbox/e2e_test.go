@@ -48,7 +48,7 @@ func TestEndToEnd(t *testing.T) {
 			cfg := smpp.Config{Name: "lonestar", Host: host, Port: p, SystemID: "mhero", Password: "secret",
 				SourceAddr: "384", Prefixes: []string{"+23188"}, Binds: 2, Window: 10, ResponseTimeout: 5 * time.Second,
 				MessageIDFormat: c.msgFormat, ReceiptIDFormat: c.rcptFormat}
-			pool, err := smpp.NewPool([]smpp.Config{cfg}, outboxsmpp.Handlers(store), nil, nil)
+			pool, err := smpp.NewPool([]smpp.Config{cfg}, outboxsmpp.Handlers(store, nil), nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

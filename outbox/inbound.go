@@ -19,6 +19,10 @@ type Inbound struct {
 	Received time.Time // zero = now
 }
 
+// ReplyWindow is how long after a message was created an SMS from its worker still
+// counts as a reply to it.
+const ReplyWindow = 7 * 24 * time.Hour
+
 // RecordInbound stores an incoming SMS, unhandled, and returns its id. Call it before the
 // SMSC is acknowledged. A repeat (the SMSC delivering again after a lost response) is
 // stored again.
@@ -32,9 +36,22 @@ func (s *Store) RecordInbound(ctx context.Context, in Inbound) (int64, error) {
 	// PostgreSQL text takes neither NUL nor invalid UTF-8; an SMS with them must still be kept.
 	in.Body = clean(in.Body)
 	var id int64
-	err := s.db.QueryRow(ctx, `INSERT INTO inbound_messages (mno, from_msisdn, to_addr, body, parts, partial, received_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-		in.MNO, clean(string(in.From)), clean(in.To), in.Body, max(in.Parts, 1), in.Partial, in.Received).Scan(&id)
+	// The SMS is a reply to the last message the worker was sent (within ReplyWindow):
+	// broadcasts count their replies from it.
+	err := s.db.QueryRow(ctx, `WITH i AS (
+			INSERT INTO inbound_messages (mno, from_msisdn, to_addr, body, parts, partial, received_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
+		), r AS (
+			UPDATE messages SET replied_at = $7
+			WHERE id = (SELECT m.id FROM messages m JOIN workers w ON w.id = m.worker_id
+				WHERE w.msisdn = $2 AND m.created_at > $7::timestamptz - $8::bigint * interval '1 second'
+				  AND m.submitted_at IS NOT NULL AND m.submitted_at <= $7
+				ORDER BY m.created_at DESC LIMIT 1)
+			  AND replied_at IS NULL
+		)
+		SELECT id FROM i`,
+		in.MNO, clean(string(in.From)), clean(in.To), in.Body, max(in.Parts, 1), in.Partial, in.Received,
+		int64(ReplyWindow.Seconds())).Scan(&id)
 	if err != nil {
 		return 0, pgError(err, "Inbound SMS")
 	}

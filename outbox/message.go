@@ -95,12 +95,20 @@ func (s *Store) Enqueue(ctx context.Context, nm NewMessage) (*Message, error) {
 	case nm.ValidFor < 0:
 		validFor = -1 // no limit
 	}
-	m, err := scanMessage(s.db.QueryRow(ctx, `INSERT INTO messages
-		(worker_id, msisdn, sender, body, priority, mno, valid_until, idempotency_key, broadcast_id)
+	if nm.MNO == "" && s.Planner != nil {
+		nm.MNO, _ = s.Planner.Route(nm.To) // unroutable: the dispatcher fails it and says so
+	}
+	m, err := scanMessage(s.db.QueryRow(ctx, `WITH m AS (INSERT INTO messages
+			(worker_id, msisdn, sender, body, priority, mno, valid_until, idempotency_key, broadcast_id)
 		VALUES ($1, $2, $3, $4, $5, $6,
 			CASE WHEN $7::bigint < 0 THEN NULL ELSE now() + $7::bigint * interval '1 microsecond' END, $8, $9)
-		ON CONFLICT (idempotency_key) DO NOTHING
-		RETURNING `+messageCols,
+		ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING *
+		), q AS (
+			INSERT INTO message_queue (message_id, priority, due_at, mno, broadcast_id)
+			SELECT id, priority, next_attempt_at, COALESCE(mno, ''), broadcast_id FROM m
+		)
+		SELECT `+messageCols+` FROM m`,
 		nullIfZero(int64(nm.WorkerID)), string(nm.To), nm.Sender, nm.Body, nm.Priority, nullIfZero(nm.MNO),
 		validFor, nullIfZero(nm.IdempotencyKey), nullIfZero(nm.BroadcastID)))
 	if errors.Is(err, pgx.ErrNoRows) && nm.IdempotencyKey != "" {
@@ -290,10 +298,11 @@ func (s *Store) RecordSubmitted(ctx context.Context, id int64, mno string, smscI
 		st, code, final := derive(parts)
 		b = &pgx.Batch{}
 		queuePartUpdates(b, id, parts)
+		b.Queue(`DELETE FROM message_queue WHERE message_id = $1`, id)
 		b.Queue(`UPDATE messages SET state = $2, mno = $3, segments = $4, error_code = $5,
 				attempts = attempts + 1, submitted_at = now(),
-				final_at = CASE WHEN $6 THEN now() END
-			WHERE id = $1`, id, string(st), mno, segments, nullIfZero(code), final)
+				final_at = CASE WHEN $6 THEN now() END, segment_cost = $7
+			WHERE id = $1`, id, string(st), mno, segments, nullIfZero(code), final, s.rate(mno))
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
@@ -326,8 +335,8 @@ func (s *Store) RecordFailed(ctx context.Context, id int64, code string, state M
 	default:
 		return mhero.Errorf(mhero.EVALIDATION, "A message cannot fail with state %q.", state)
 	}
-	tag, err := s.db.Exec(ctx, `UPDATE messages SET state = $2, error_code = $3, attempts = attempts + 1,
-			final_at = now()
+	tag, err := s.db.Exec(ctx, `WITH q AS (DELETE FROM message_queue WHERE message_id = $1)
+		UPDATE messages SET state = $2, error_code = $3, attempts = attempts + 1, final_at = now()
 		WHERE id = $1 AND state IN ('queued', 'cancelled')`, id, string(state), nullIfZero(code))
 	if err != nil {
 		return pgError(err, "Message")
@@ -354,7 +363,8 @@ func (s *Store) settled(ctx context.Context, id int64, want MessageState, code s
 // RecordRetry records a temporary failure of a queued message (code, e.g. "0x58" or
 // "no_bind") and when to try again. ECONFLICT when it is no longer queued.
 func (s *Store) RecordRetry(ctx context.Context, id int64, code string, at time.Time) error {
-	tag, err := s.db.Exec(ctx, `UPDATE messages SET error_code = $2, attempts = attempts + 1, next_attempt_at = $3
+	tag, err := s.db.Exec(ctx, `WITH q AS (UPDATE message_queue SET due_at = $3 WHERE message_id = $1)
+		UPDATE messages SET error_code = $2, attempts = attempts + 1, next_attempt_at = $3
 		WHERE id = $1 AND state = 'queued'`, id, nullIfZero(code), at)
 	if err != nil {
 		return pgError(err, "Message")

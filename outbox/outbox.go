@@ -86,6 +86,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -109,6 +110,7 @@ const (
 	Failed        MessageState = mhero.MessageFailed
 	Unknown       MessageState = mhero.MessageUnknown
 	Cancelled     MessageState = mhero.MessageCancelled
+	Skipped       MessageState = mhero.MessageSkipped
 )
 
 // Priorities: lower goes first. Any value 0-9 may be used.
@@ -169,6 +171,44 @@ type Store struct {
 	// (DefaultMatchWindow). A receipt comes before its submit_sm_resp by seconds at most;
 	// the bound keeps an SMSC that reuses ids from matching a stale receipt.
 	MatchWindow time.Duration
+	// Planner, when set, routes messages to their MNO at enqueue (queue lengths per MNO),
+	// counts segments for broadcasts' estimates and prices submitted segments.
+	Planner Planner
+	// Quiet is the deployment's quiet hours: paced broadcasts skip them (zero: none).
+	Quiet QuietHours
+	// Currency names the unit of the Planner's rates in estimates and reports ("USD").
+	Currency string
+	// Audit, when set, records a change made through the API in the audit log, in the
+	// change's transaction (registry.Audit).
+	Audit func(ctx context.Context, tx pgx.Tx, action, entity, entityID string, detail any) error
+}
+
+func (s *Store) audit(ctx context.Context, tx pgx.Tx, action, entity string, id int64, detail any) error {
+	if s.Audit == nil {
+		return nil
+	}
+	return s.Audit(ctx, tx, action, entity, strconv.FormatInt(id, 10), detail)
+}
+
+// Planner is what the outbox needs to know of the SMPP side, which it does not import:
+// cmd adapts the smpp pool and its configuration to it.
+type Planner interface {
+	// Route returns the MNO account a number is sent through.
+	Route(to mhero.MSISDN) (mno string, err error)
+	// Segments returns how many SMS segments text takes and whether it needs UCS-2
+	// (a character outside GSM 03.38).
+	Segments(text string) (segments int, ucs2 bool)
+	// Rate returns the price of one segment on mno, as configured (0 when unknown).
+	Rate(mno string) float64
+}
+
+// rate is the price of one segment on mno, nil when no planner knows it.
+func (s *Store) rate(mno string) *float64 {
+	if s.Planner == nil {
+		return nil
+	}
+	r := s.Planner.Rate(mno)
+	return &r
 }
 
 // NewStore returns a Store on a pool whose database has the registry's and the outbox's

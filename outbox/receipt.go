@@ -1,7 +1,9 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,88 +149,115 @@ func queuePartUpdates(b *pgx.Batch, messageID int64, parts []partState) {
 	}
 }
 
-const partOfID = `(SELECT message_id FROM message_parts WHERE mno = $1 AND smsc_id = $2 AND NOT superseded)`
-
 // RecordReceipt stores a delivery receipt and, when its part is known, applies it to the
 // part and re-derives the message's state, in one transaction. A receipt for an id not
 // submitted yet stays stored unmatched until RecordSubmitted matches it. It returns nil
 // for a duplicate (stored, nothing changed), so the SMSC gets its OK.
 func (s *Store) RecordReceipt(ctx context.Context, r Receipt) error {
-	mno, id := clean(strings.TrimSpace(r.MNO)), clean(strings.TrimSpace(r.SMSCID))
-	if mno == "" || id == "" {
-		return mhero.Errorf(mhero.EVALIDATION, "A receipt needs its MNO and SMSC message id.")
+	return s.RecordReceipts(ctx, []Receipt{r})
+}
+
+// normalized is a receipt cleaned for storage.
+type normalized struct {
+	mno, id, state, stat, err string
+	done                      *time.Time
+	received                  time.Time
+}
+
+func (r Receipt) normalize() (normalized, error) {
+	n := normalized{mno: clean(strings.TrimSpace(r.MNO)), id: clean(strings.TrimSpace(r.SMSCID)),
+		state: receiptState(r.State, r.Stat), stat: clean(r.Stat), err: clean(r.Err), received: r.Received}
+	if n.mno == "" || n.id == "" {
+		return n, mhero.Errorf(mhero.EVALIDATION, "A receipt needs its MNO and SMSC message id.")
 	}
-	state := receiptState(r.State, r.Stat)
-	received := r.Received
-	if received.IsZero() {
-		received = time.Now()
+	if n.received.IsZero() {
+		n.received = time.Now()
 	}
-	var done *time.Time
 	if !r.Done.IsZero() {
-		done = &r.Done
+		n.done = &r.Done
 	}
+	return n, nil
+}
+
+// Validate reports whether RecordReceipts can take r (it needs its MNO and SMSC id).
+func (r Receipt) Validate() error {
+	_, err := r.normalize()
+	return err
+}
+
+// RecordReceipts records receipts as RecordReceipt does, all in one transaction with a
+// fixed number of statements whatever their count: the rate does not hang on one commit
+// per receipt. Receipts of one message are applied in the order received. EVALIDATION,
+// with nothing stored, when any receipt lacks its MNO or SMSC id.
+func (s *Store) RecordReceipts(ctx context.Context, rs []Receipt) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	ns := make([]normalized, len(rs))
+	keys := make([]int32, len(rs))
+	var (
+		mnos, ids, states, stats, errs []string
+		dones                          []*time.Time
+		receiveds                      []time.Time
+	)
+	for i, r := range rs {
+		n, err := r.normalize()
+		if err != nil {
+			return err
+		}
+		ns[i], keys[i] = n, idLock(n.mno, n.id)
+		mnos, ids, states, stats, errs = append(mnos, n.mno), append(ids, n.id), append(states, n.state), append(stats, n.stat), append(errs, n.err)
+		dones, receiveds = append(dones, n.done), append(receiveds, n.received)
+	}
+	slices.Sort(keys) // one order for every transaction: no deadlock with submits or other batches
+	keys = slices.Compact(keys)
+
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		// Lock the id (against RecordSubmitted making its part known right now), store the
-		// receipt matched or not, lock the message and read its parts: one round trip.
+		// Lock the ids (against RecordSubmitted making their parts known right now), then
+		// store every receipt, matched to its part when the part is known.
 		b := &pgx.Batch{}
-		b.Queue(`SELECT pg_advisory_xact_lock($1, $2)`, lockSpace, idLock(mno, id))
-		b.Queue(`WITH p AS `+partOfIDRow+`
-			INSERT INTO receipts (mno, smsc_id, state, stat, err, done_at, received_at, message_id, part_no, matched_at)
-			SELECT $1, $2, $3, $4, $5, $6, $7, p.message_id, p.part_no, CASE WHEN p.message_id IS NOT NULL THEN now() END
-			FROM (VALUES (1)) AS one LEFT JOIN p ON true
-			RETURNING id, COALESCE(message_id, 0), COALESCE(part_no, 0)`,
-			mno, id, state, clean(r.Stat), clean(r.Err), done, received)
-		b.Queue(`SELECT state, COALESCE(error_code, ''), final_at IS NOT NULL FROM messages
-			WHERE id = `+partOfID+` FOR UPDATE`, mno, id)
-		b.Queue(`SELECT part_no, state, stat, err, done_at FROM message_parts
-			WHERE message_id = `+partOfID+` ORDER BY part_no`, mno, id)
+		b.Queue(`SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int4[]) AS k`, lockSpace, keys)
+		b.Queue(`INSERT INTO receipts (mno, smsc_id, state, stat, err, done_at, received_at, message_id, part_no, matched_at)
+			SELECT v.mno, v.smsc_id, v.state, v.stat, v.err, v.done_at, v.received_at, p.message_id, p.part_no,
+				CASE WHEN p.message_id IS NOT NULL THEN now() END
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+				AS v(mno, smsc_id, state, stat, err, done_at, received_at)
+			LEFT JOIN message_parts p ON p.mno = v.mno AND p.smsc_id = v.smsc_id AND NOT p.superseded
+			RETURNING id, COALESCE(message_id, 0), COALESCE(part_no, 0), state, stat, err, done_at, received_at`,
+			mnos, ids, states, stats, errs, dones, receiveds)
 		br := tx.SendBatch(ctx, b)
-		defer br.Close()
 		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		var rid, msgID int64
-		var partNo int
-		if err := br.QueryRow().Scan(&rid, &msgID, &partNo); err != nil {
-			return err
-		}
-		if msgID == 0 {
-			return br.Close() // kept for RecordSubmitted to match
-		}
-		var msgState, msgCode string
-		var msgFinal bool
-		if err := br.QueryRow().Scan(&msgState, &msgCode, &msgFinal); err != nil {
+			br.Close()
 			return err
 		}
 		rows, err := br.Query()
 		if err != nil {
+			br.Close()
 			return err
 		}
-		parts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (partState, error) {
-			var p partState
-			err := row.Scan(&p.no, &p.state, &p.stat, &p.err, &p.done)
-			return p, err
-		})
-		if err != nil {
+		byMsg := map[int64][]receiptRow{}
+		for rows.Next() {
+			var r receiptRow
+			var msg int64
+			if err := rows.Scan(&r.id, &msg, &r.partNo, &r.state, &r.stat, &r.err, &r.done, &r.received); err != nil {
+				br.Close()
+				return err
+			}
+			if msg != 0 {
+				byMsg[msg] = append(byMsg[msg], r)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			br.Close()
 			return err
 		}
 		if err := br.Close(); err != nil {
 			return err
 		}
-		i := partNo - 1
-		if i < 0 || i >= len(parts) || parts[i].no != partNo ||
-			!parts[i].apply(receiptRow{id: rid, partNo: partNo, state: state, stat: clean(r.Stat), err: clean(r.Err), done: done, received: received}) {
-			return nil // a duplicate or a receipt that moves nothing
+		if len(byMsg) == 0 {
+			return nil // all kept for RecordSubmitted to match
 		}
-		st, code, final := derive(parts)
-		b = &pgx.Batch{}
-		queuePartUpdates(b, msgID, parts)
-		if string(st) != msgState || code != msgCode || final && !msgFinal {
-			b.Queue(`UPDATE messages SET state = $2, error_code = $3,
-					final_at = CASE WHEN $4 THEN COALESCE(final_at, now()) ELSE final_at END
-				WHERE id = $1`, msgID, string(st), nullIfZero(code), final)
-		}
-		return tx.SendBatch(ctx, b).Close()
+		return s.applyReceipts(ctx, tx, byMsg)
 	})
 	if err != nil {
 		return pgError(err, "Receipt")
@@ -236,4 +265,112 @@ func (s *Store) RecordReceipt(ctx context.Context, r Receipt) error {
 	return nil
 }
 
-const partOfIDRow = `(SELECT message_id, part_no FROM message_parts WHERE mno = $1 AND smsc_id = $2 AND NOT superseded)`
+// applyReceipts applies stored receipts to their messages' parts and re-derives the
+// messages' states: the messages are locked in id order, then read with their parts, and
+// what changed is written back in two set-based statements.
+func (s *Store) applyReceipts(ctx context.Context, tx pgx.Tx, byMsg map[int64][]receiptRow) error {
+	msgIDs := make([]int64, 0, len(byMsg))
+	for id := range byMsg {
+		msgIDs = append(msgIDs, id)
+	}
+	slices.Sort(msgIDs)
+	b := &pgx.Batch{}
+	b.Queue(`SELECT id, state, COALESCE(error_code, ''), final_at IS NOT NULL FROM messages
+		WHERE id = ANY($1) ORDER BY id FOR UPDATE`, msgIDs)
+	b.Queue(`SELECT message_id, part_no, state, stat, err, done_at FROM message_parts
+		WHERE message_id = ANY($1) ORDER BY message_id, part_no`, msgIDs)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	type msgState struct {
+		state, code string
+		final       bool
+	}
+	msgs := make(map[int64]msgState, len(msgIDs))
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var id int64
+		var m msgState
+		if err := rows.Scan(&id, &m.state, &m.code, &m.final); err != nil {
+			return err
+		}
+		msgs[id] = m
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	parts := make(map[int64][]partState, len(msgIDs))
+	rows, err = br.Query()
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var id int64
+		var p partState
+		if err := rows.Scan(&id, &p.no, &p.state, &p.stat, &p.err, &p.done); err != nil {
+			return err
+		}
+		parts[id] = append(parts[id], p)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+
+	var (
+		pMsg                []int64
+		pNo                 []int32
+		pState, pStat, pErr []string
+		pDone               []*time.Time
+		mIDs                []int64
+		mStates, mCodes     []string
+		mFinal              []bool
+	)
+	for _, id := range msgIDs {
+		ps, rcpts := parts[id], byMsg[id]
+		slices.SortFunc(rcpts, func(a, b receiptRow) int {
+			return cmp.Or(a.received.Compare(b.received), cmp.Compare(a.id, b.id))
+		})
+		changed := false
+		for _, r := range rcpts {
+			i := r.partNo - 1
+			if i >= 0 && i < len(ps) && ps[i].no == r.partNo && ps[i].apply(r) {
+				changed = true
+			}
+		}
+		if !changed {
+			continue // duplicates, or receipts that move nothing
+		}
+		for _, p := range ps {
+			if p.changed {
+				pMsg, pNo, pState, pStat, pErr, pDone = append(pMsg, id), append(pNo, int32(p.no)), append(pState, p.state),
+					append(pStat, p.stat), append(pErr, p.err), append(pDone, p.done)
+			}
+		}
+		st, code, final := derive(ps)
+		if m := msgs[id]; string(st) != m.state || code != m.code || final && !m.final {
+			mIDs, mStates, mCodes, mFinal = append(mIDs, id), append(mStates, string(st)), append(mCodes, code), append(mFinal, final)
+		}
+	}
+	b = &pgx.Batch{}
+	if len(pMsg) > 0 {
+		b.Queue(`UPDATE message_parts p SET state = v.state, stat = v.stat, err = v.err, done_at = v.done_at, updated_at = now()
+			FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+				AS v(message_id, part_no, state, stat, err, done_at)
+			WHERE p.message_id = v.message_id AND p.part_no = v.part_no`, pMsg, pNo, pState, pStat, pErr, pDone)
+	}
+	if len(mIDs) > 0 {
+		b.Queue(`UPDATE messages m SET state = v.state, error_code = NULLIF(v.code, ''),
+				final_at = CASE WHEN v.final THEN COALESCE(m.final_at, now()) ELSE m.final_at END
+			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[]) AS v(id, state, code, final)
+			WHERE m.id = v.id`, mIDs, mStates, mCodes, mFinal)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, b).Close()
+}

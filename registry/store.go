@@ -56,6 +56,12 @@ func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 }
 
 // audit writes one audit row inside tx. The actor comes from ctx (the API key), or "cli".
+// Audit records a change in the audit log, in the change's transaction, as made by the
+// caller's key (or "cli"). Other packages' stores write theirs through it.
+func Audit(ctx context.Context, tx pgx.Tx, action, entity, entityID string, detail any) error {
+	return audit(ctx, tx, action, entity, entityID, detail)
+}
+
 func audit(ctx context.Context, tx pgx.Tx, action, entity, entityID string, detail any) error {
 	actor, keyID := "cli", (*int64)(nil)
 	if p := mhero.PrincipalFromContext(ctx); p != nil {

@@ -1,7 +1,9 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"sort"
 	"strconv"
 	"strings"
@@ -361,4 +363,62 @@ func addCount(list *[]CountBy, index map[string]int, code, name string, n int) {
 	}
 	index[code] = len(*list)
 	*list = append(*list, CountBy{Code: code, Name: name, Count: n})
+}
+
+// Empty reports whether the target names nothing (and so selects every worker).
+func (t Target) Empty() bool {
+	return len(t.Cadres)+len(t.Locations)+len(t.Facilities)+len(t.Skills)+len(t.Languages) == 0
+}
+
+// DecodeTarget reads a target from JSON, strictly: an unknown field or a wrong type is an
+// EINVALID error naming it.
+func DecodeTarget(raw []byte) (Target, error) {
+	var t Target
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return t, mhero.Errorf(mhero.EINVALID, "target is not valid: %s.", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return t, mhero.Errorf(mhero.EINVALID, "target is not valid: more than one JSON value.")
+	}
+	return t, nil
+}
+
+// Recipients streams to fn, in worker id order, the workers a target (JSON, as
+// DecodeTarget reads it) selects among those who can be messaged (active, not opted out),
+// within the caller's scope. The rows are read as they come, so a national target
+// never sits in memory; fn's error stops the stream and is returned.
+func (s *Store) Recipients(ctx context.Context, target []byte, fn func(mhero.Recipient) error) error {
+	t, err := DecodeTarget(target)
+	if err != nil {
+		return err
+	}
+	if t.Empty() {
+		return &mhero.Error{Code: mhero.EVALIDATION, Message: "The target names no one.", Details: []mhero.ErrorDetail{{Field: "target",
+			Message: "name cadres, locations, facilities, skills or languages; to reach everyone, name the country's location code"}}}
+	}
+	t.IncludeInactive = false
+	r, err := s.resolveTarget(ctx, t)
+	if err != nil {
+		return err
+	}
+	cond, args := r.where()
+	rows, err := s.db.Query(ctx, `SELECT w.id, w.name, w.msisdn, COALESCE(f.name, ''), COALESCE(c.name, ''), w.language
+		FROM workers w LEFT JOIN facilities f ON f.id = w.facility_id LEFT JOIN cadres c ON c.id = w.cadre_id
+		WHERE `+cond+` ORDER BY w.id`, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var rc mhero.Recipient
+		if err := rows.Scan(&rc.WorkerID, &rc.Name, &rc.MSISDN, &rc.Facility, &rc.Cadre, &rc.Language); err != nil {
+			return err
+		}
+		if err := fn(rc); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/smpp"
 	"go.yaml.in/yaml/v3"
@@ -38,6 +39,23 @@ type File struct {
 	SMSC        []smpp.Config `yaml:"smsc"`     // one entry per MNO account
 	USSD        USSDConfig    `yaml:"ussd"`
 	Commodities []Commodity   `yaml:"commodities"`
+	// TimeZone is the deployment's IANA time zone (quiet hours, schedules); default UTC.
+	TimeZone  string          `yaml:"time_zone"`
+	Messaging MessagingConfig `yaml:"messaging"`
+
+	zone  *time.Location
+	quiet outbox.QuietHours
+}
+
+// MessagingConfig tunes the outbox's dispatcher and pacing. Zero values take defaults.
+type MessagingConfig struct {
+	// QuietHours ("21:00-07:00", in time_zone): paced and bulk broadcasts are not
+	// delivered then; alerts ignore them. Empty: none.
+	QuietHours   string        `yaml:"quiet_hours"`
+	Concurrency  int           `yaml:"concurrency"`   // sends in flight per instance; default 50
+	Batch        int           `yaml:"batch"`         // messages claimed per query; default 100
+	Lease        time.Duration `yaml:"lease"`         // how long a claim keeps other instances away; default 2m
+	ReceiptBatch int           `yaml:"receipt_batch"` // receipts committed per transaction at most; default 256
 }
 
 // USSDConfig is the USSD service (used by the USSD engine).
@@ -166,6 +184,27 @@ func (f *File) parse(r io.Reader, getenv func(string) string) error {
 		if g.SecretEnv != "" && getenv(g.SecretEnv) == "" {
 			errs = append(errs, fmt.Errorf("ussd.gateways.%s: environment variable %s (secret_env) is not set", name, g.SecretEnv))
 		}
+	}
+	f.zone = time.UTC
+	if f.TimeZone != "" {
+		z, err := time.LoadLocation(f.TimeZone)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("time_zone %q is not an IANA time zone such as Africa/Monrovia", f.TimeZone))
+		} else {
+			f.zone = z
+		}
+	}
+	q, err := outbox.ParseQuietHours(f.Messaging.QuietHours, f.zone)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("messaging.quiet_hours: %w", err))
+	}
+	f.quiet = q
+	m := f.Messaging
+	if m.Concurrency < 0 || m.Batch < 0 || m.Lease < 0 || m.ReceiptBatch < 0 {
+		errs = append(errs, errors.New("messaging: concurrency, batch, lease and receipt_batch must not be negative"))
+	}
+	if m.Lease != 0 && m.Lease < 2*time.Second {
+		errs = append(errs, errors.New("messaging.lease must be at least 2s (a send must fit in half of it)"))
 	}
 	seen := map[string]bool{}
 	for i, c := range f.Commodities {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // time_zone must load on a machine without the zoneinfo files
 )
 
 const usage = `mhero: two-way SMS and USSD between a ministry of health and its health workers.

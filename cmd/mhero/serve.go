@@ -22,7 +22,11 @@ import (
 )
 
 // The adapters must fit the interfaces their consumers declare.
-var _ api.Authenticator = (*registry.Store)(nil)
+var (
+	_ api.Authenticator = (*registry.Store)(nil)
+	_ outbox.Audience   = (*registry.Store)(nil)
+	_ outbox.Planner    = outboxsmpp.Planner{}
+)
 
 // App is a running server: every component it started, to be stopped in reverse order.
 type App struct {
@@ -34,6 +38,9 @@ type App struct {
 	dispatch     *outbox.Dispatcher
 	stopDispatch context.CancelFunc
 	dispatched   chan error
+	receipts     *outbox.ReceiptRecorder
+	stopReceipts context.CancelFunc
+	recorded     chan struct{}
 	registry     *registry.Store
 	outbox       *outbox.Store
 	api          *api.Server
@@ -62,16 +69,28 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 	a.registry = registry.NewStore(a.db, cfg.File.Country, log.With("comp", "registry"))
 	a.outbox = outbox.NewStore(a.db, log.With("comp", "outbox"))
+	a.outbox.Quiet, a.outbox.Currency, a.outbox.Audit = cfg.File.quiet, cfg.File.Currency, registry.Audit
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		registry.NewPoolCollector(a.db))
+		registry.NewPoolCollector(a.db), a.outbox.QueueCollector())
 
 	if len(cfg.File.SMSC) > 0 {
-		a.smpp, err = smpp.NewPool(cfg.File.SMSC, smppHandlers(a.outbox, func() *smpp.Pool { return a.smpp }), log, reg)
+		// Receipts are committed in shared transactions; the recorder outlives the pool
+		// (Close stops it after the pool has drained its handlers).
+		a.receipts = a.outbox.NewReceiptRecorder(cfg.File.Messaging.ReceiptBatch, 0)
+		var rctx context.Context
+		rctx, a.stopReceipts = context.WithCancel(context.WithoutCancel(ctx))
+		a.recorded = make(chan struct{})
+		go func() {
+			defer close(a.recorded)
+			a.receipts.Run(rctx)
+		}()
+		a.smpp, err = smpp.NewPool(cfg.File.SMSC, smppHandlers(a.outbox, a.receipts, func() *smpp.Pool { return a.smpp }), log, reg)
 		if err != nil {
 			return nil, fmt.Errorf("smpp: %w", err)
 		}
+		a.outbox.Planner = outboxsmpp.NewPlanner(a.smpp, cfg.File.SMSC)
 		// The binds live until Close stops them in order (after HTTP and the dispatcher have
 		// drained), not until the signal that cancels ctx.
 		if err := a.smpp.Start(context.WithoutCancel(ctx)); err != nil {
@@ -85,7 +104,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if a.smpp != nil {
 		// The dispatcher outlives Start's context: Close stops it, after HTTP and before
 		// the binds, so every send in flight is recorded before the pool unbinds.
-		a.dispatch = a.outbox.NewDispatcher(outboxsmpp.Sender{Pool: a.smpp}, outbox.DispatchConfig{}, log.With("comp", "dispatch"))
+		m := cfg.File.Messaging
+		a.dispatch = a.outbox.NewDispatcher(outboxsmpp.Sender{Pool: a.smpp},
+			outbox.DispatchConfig{Concurrency: m.Concurrency, Batch: m.Batch, Lease: m.Lease}, log.With("comp", "dispatch"))
 		var dctx context.Context
 		dctx, a.stopDispatch = context.WithCancel(context.WithoutCancel(ctx))
 		a.dispatched = make(chan error, 1)
@@ -93,6 +114,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		wake = a.dispatch.Wake
 	}
 	a.outbox.Routes(a.api, a.registry, wake)
+	a.outbox.BroadcastRoutes(a.api, a.registry, wake)
 
 	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
@@ -176,6 +198,14 @@ func (a *App) Close(ctx context.Context) error {
 	if a.smpp != nil {
 		if err := a.smpp.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("smpp: %w", err))
+		}
+	}
+	if a.stopReceipts != nil {
+		a.stopReceipts() // records what the pool's last handlers handed in, then returns
+		select {
+		case <-a.recorded:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("receipts: still recording at the shutdown bound: %w", ctx.Err()))
 		}
 	}
 	if a.sessions != nil {

@@ -23,8 +23,8 @@ func migrateAll(ctx context.Context, url string, log *slog.Logger) error {
 // outboxsmpp). Until the USSD menus are served, a worker who dials in over an SMPP USSD
 // bind is told so and the session ends, rather than left waiting for a timeout. pool
 // returns the running pool (it is built after its handlers).
-func smppHandlers(o *outbox.Store, pool func() *smpp.Pool) smpp.Handlers {
-	h := outboxsmpp.Handlers(o)
+func smppHandlers(o *outbox.Store, rec *outbox.ReceiptRecorder, pool func() *smpp.Pool) smpp.Handlers {
+	h := outboxsmpp.Handlers(o, rec)
 	h.USSD = smpp.USSDHandlerFunc(func(ctx context.Context, r smpp.USSDRequest) error {
 		if r.Op != smpp.PSSRIndication && r.Op != smpp.USSRConfirm {
 			return nil // a release or notification confirm: nothing to answer

@@ -10,16 +10,23 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mhero-health/mhero"
 	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/smpp"
 )
 
 // Handlers stores delivery receipts (matched to message parts, or kept until their
-// submit is recorded) and MO SMS in the outbox. USSD is left to the caller.
-func Handlers(o *outbox.Store) smpp.Handlers {
+// submit is recorded) and MO SMS in the outbox. USSD is left to the caller. Receipts go
+// through rec, which commits those that arrive together in one transaction; with rec nil
+// each is its own transaction.
+func Handlers(o *outbox.Store, rec *outbox.ReceiptRecorder) smpp.Handlers {
+	record := o.RecordReceipt
+	if rec != nil {
+		record = rec.Record
+	}
 	return smpp.Handlers{
 		Receipt: smpp.ReceiptHandlerFunc(func(ctx context.Context, d smpp.DLR) error {
-			return o.RecordReceipt(ctx, outbox.Receipt{MNO: d.MNO, SMSCID: d.MessageID, State: string(d.State),
+			return record(ctx, outbox.Receipt{MNO: d.MNO, SMSCID: d.MessageID, State: string(d.State),
 				Stat: d.Stat, Err: d.Err, Done: d.Done, Received: d.Received})
 		}),
 		MO: smpp.MOHandlerFunc(func(ctx context.Context, m smpp.MO) error {
@@ -72,3 +79,32 @@ func or(a, b string) string {
 	}
 	return a
 }
+
+// Planner tells the outbox what the SMPP side knows: routes by the pool's prefixes,
+// segments as the pool would split the text with automatic coding (an MNO forced to
+// UCS-2 by data_coding bills more than this estimates), rates from the configuration.
+type Planner struct {
+	Pool  *smpp.Pool
+	Rates map[string]float64 // per MNO account name: price of one segment
+}
+
+// NewPlanner returns a Planner over pool with the rates of cfgs.
+func NewPlanner(pool *smpp.Pool, cfgs []smpp.Config) Planner {
+	rates := make(map[string]float64, len(cfgs))
+	for _, c := range cfgs {
+		rates[c.Name] = c.RatePerSegment
+	}
+	return Planner{Pool: pool, Rates: rates}
+}
+
+// Route implements outbox.Planner.
+func (p Planner) Route(to mhero.MSISDN) (string, error) { return p.Pool.Route(to) }
+
+// Segments implements outbox.Planner.
+func (Planner) Segments(text string) (int, bool) {
+	n, coding := smpp.CountSegments(text)
+	return n, coding == smpp.CodingUCS2
+}
+
+// Rate implements outbox.Planner.
+func (p Planner) Rate(mno string) float64 { return p.Rates[mno] }
