@@ -675,25 +675,7 @@ func (d *Dispatcher) recordBatch(ctx context.Context, outs []outcome) (map[int64
 			return err
 		}
 		if len(byMsg) > 0 {
-			b = &pgx.Batch{}
-			for id, rcpts := range byMsg {
-				o := subs[id]
-				parts := make([]partState, len(o.ids))
-				for i := range parts {
-					parts[i] = partState{no: i + 1, state: partSubmitted}
-				}
-				slices.SortFunc(rcpts, func(a, b receiptRow) int {
-					return cmp.Or(a.received.Compare(b.received), cmp.Compare(a.id, b.id))
-				})
-				for _, r := range rcpts {
-					parts[r.partNo-1].apply(r)
-				}
-				st, code, final := derive(parts)
-				queuePartUpdates(b, id, parts)
-				b.Queue(`UPDATE messages SET state = $2, error_code = $3, final_at = CASE WHEN $4 THEN now() END
-					WHERE id = $1`, id, string(st), nullIfZero(code), final)
-			}
-			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			if err := d.s.applyReceipts(ctx, tx, byMsg); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mhero-health/mhero"
+	"github.com/mhero-health/mhero/registry/demo"
+	"github.com/mhero-health/mhero/registry/registrytest"
+	"github.com/mhero-health/mhero/smpp"
+	"github.com/mhero-health/mhero/smpp/smpptest"
+)
+
+// simApp starts the whole server against an in-process SMSC simulator that answers for
+// the demo country's two networks, with receipts, and returns it with a sender key.
+func simApp(tb testing.TB, dbURL string, sim *smpptest.Server, tune func(*Config)) (*App, string) {
+	tb.Helper()
+	host, port, _ := net.SplitHostPort(sim.Addr())
+	p, _ := strconv.Atoi(port)
+	cfg := DefaultConfig()
+	cfg.DatabaseURL = dbURL
+	cfg.ValkeyURL = registrytest.ValkeyURL()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.ShutdownTimeout = 20 * time.Second
+	for _, mno := range []struct {
+		name, prefix string
+		rate         float64
+	}{{"lonestar", "+23188", 0.004}, {"orange", "+23177", 0.005}} {
+		cfg.File.SMSC = append(cfg.File.SMSC, smpp.Config{Name: mno.name, Host: host, Port: p, SystemID: "mhero",
+			Binds: 2, Window: 10, SourceAddr: "384", Prefixes: []string{mno.prefix}, RatePerSegment: mno.rate})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	if err := cfg.File.parse(strings.NewReader(""), func(string) string { return "" }); err != nil {
+		tb.Fatal(err)
+	}
+	a, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatalf("Start: %v", err)
+	}
+	tb.Cleanup(func() { _ = a.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.smpp.WaitBound(ctx); err != nil {
+		tb.Fatalf("binds never came up: %v", err)
+	}
+	key, _, err := a.registry.CreateAPIKey(ctx, "ops", mhero.RoleSender, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a, key
+}
+
+// postBroadcast creates a broadcast over HTTP and returns its id.
+func postBroadcast(tb testing.TB, base, key string, body any) int64 {
+	tb.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", base+"/api/v1/broadcasts", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct {
+		ID int64 `json:"id"`
+	}
+	if res.StatusCode != http.StatusCreated || json.NewDecoder(res.Body).Decode(&out) != nil {
+		tb.Fatalf("POST /broadcasts = %d", res.StatusCode)
+	}
+	return out.ID
+}
+
+// peakRSS is the process's high-water resident set (VmHWM), in MB.
+func peakRSS() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkBroadcast sends one broadcast to every worker of a 100,000-worker country
+// (BROADCAST_WORKERS to change it) through the whole server: POST /api/v1/broadcasts,
+// the dispatcher, two MNO accounts of two binds each on the in-process simulator, and
+// every delivery receipt recorded. The clock runs from the POST until PostgreSQL holds
+// every message as delivered. peak-RSS-MB is the whole test process (server, simulator
+// and the seeding before the clock).
+//
+//	go test -run '^$' -bench BenchmarkBroadcast -benchtime 1x ./cmd/mhero
+func BenchmarkBroadcast(b *testing.B) {
+	workers := 100_000
+	if v, err := strconv.Atoi(os.Getenv("BROADCAST_WORKERS")); err == nil && v > 0 {
+		workers = v
+	}
+	sim := smpptest.NewServer(smpptest.Config{SystemID: "mhero", Receipts: true, SubmitHistory: -1})
+	b.Cleanup(sim.Close)
+	a, key := simApp(b, registrytest.NewDatabase(b), sim, func(c *Config) {
+		c.File.Messaging.Concurrency, c.File.Messaging.Batch = 400, 200
+		for i := range c.File.SMSC {
+			c.File.SMSC[i].Window, c.File.SMSC[i].InboundWorkers = 100, 64
+		}
+	})
+	ctx := context.Background()
+	if err := demo.Seed(ctx, a.registry, demo.BenchSize(workers)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := a.db.Exec(ctx, `ANALYZE`); err != nil {
+		b.Fatal(err)
+	}
+	var reachable int
+	if err := a.db.QueryRow(ctx, `SELECT count(*) FROM workers WHERE active AND NOT opted_out`).Scan(&reachable); err != nil {
+		b.Fatal(err)
+	}
+	base := "http://" + a.Addr()
+	b.ResetTimer()
+	var total time.Duration
+	for i := range b.N {
+		start := time.Now()
+		id := postBroadcast(b, base, key, map[string]any{"text": fmt.Sprintf("Dear {first_name}, measles campaign round %d starts Monday at {facility}.", i),
+			"target": map[string]any{"locations": []string{demo.CountryCode}}, "priority": "bulk", "quiet_hours": false})
+		created := time.Since(start)
+		for {
+			var delivered, open int
+			if err := a.db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'delivered'),
+					count(*) FILTER (WHERE state IN ('queued', 'submitted'))
+				FROM messages WHERE broadcast_id = $1`, id).Scan(&delivered, &open); err != nil {
+				b.Fatal(err)
+			}
+			if delivered == reachable {
+				break
+			}
+			if open == 0 {
+				b.Fatalf("broadcast %d finished with %d of %d delivered", id, delivered, reachable)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		took := time.Since(start)
+		total += took
+		b.Logf("broadcast %d: %d recipients created in %v, all delivered after %v", id, reachable, created.Round(time.Millisecond), took.Round(time.Millisecond))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(reachable*b.N)/total.Seconds(), "msgs/s")
+	b.ReportMetric(peakRSS(), "peak-RSS-MB")
+}
