@@ -49,6 +49,8 @@ ussd:
 commodities:
   - { code: ors, name: { en: "ORS sachets" } }
   - { code: ORS, name: { en: "again" } }
+time_zone: Mars/Olympus
+messaging: { quiet_hours: "9pm-7am", lease: 1s }
 `)
 	_, err := LoadConfig(envMap(map[string]string{
 		"MHERO_CONFIG":     file,
@@ -60,7 +62,7 @@ commodities:
 		t.Fatal("LoadConfig accepted a broken configuration")
 	}
 	for _, want := range []string{"MHERO_LOG_LEVEL", "MHERO_HTTP_ADDR", "MHERO_VALKEY_URL", `country "XX"`,
-		"LONESTAR_PW", "not-a-cidr", `code "ORS"`} {
+		"LONESTAR_PW", "not-a-cidr", `code "ORS"`, "Mars/Olympus", "quiet_hours", "messaging.lease"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("LoadConfig error does not mention %s:\n%v", want, err)
 		}
