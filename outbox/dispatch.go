@@ -190,16 +190,18 @@ const recordTimeout = 10 * time.Second
 //
 // # Claims and leases
 //
-// A claim is one statement: it selects due messages (state queued, next_attempt_at <=
-// now()) most urgent first (priority, then next_attempt_at, then id: for messages
-// never tried that is enqueue order), locking them FOR UPDATE SKIP LOCKED, and moves
-// their next_attempt_at Lease ahead. A claimed message therefore stays queued but is not
-// due, so no other dispatcher claims it, and every outcome replaces the lease (outcomes
-// are recorded in batches with the effect of RecordSubmitted and RecordFailed, which
-// move it out of queued, and RecordRetry, which sets the next attempt). Messages past
-// valid_until found by the claim are marked expired, not sent. A message is claimed only
-// when one of the Concurrency send slots is free for it, and its slot is free again only
-// once its outcome is recorded.
+// A queued message has a row in message_queue. A claim is one statement: it selects due
+// rows that no live claim holds (due_at <= now(), lease absent or run out), most urgent
+// first (priority, then due_at, then id: for messages never tried that is enqueue
+// order), locking them FOR UPDATE SKIP LOCKED, and sets their leased_until Lease ahead.
+// No other dispatcher claims a leased message, and every outcome ends the lease
+// (outcomes are recorded in batches with the effect of RecordSubmitted and RecordFailed,
+// which delete the queue row, and RecordRetry, which sets the next due time and clears
+// the lease). The claim settles instead of sending what must not go: messages past
+// valid_until (expired) and, except replies, messages to workers who opted out or were
+// deactivated since they were queued (skipped). A message is claimed only when one of the
+// Concurrency send slots is free for it, and its slot is free again only once its
+// outcome is recorded.
 //
 // If the dispatcher's process dies (kill -9) between claim and record, its claims run
 // out after Lease and another dispatcher sends those messages again. Delivery is thus
@@ -347,7 +349,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]Outgoing, int, error) 
 	rows, err := d.s.db.Query(ctx, `
 		WITH c AS (
 			SELECT message_id FROM message_queue
-			WHERE due_at <= now()
+			WHERE due_at <= now() AND (leased_until IS NULL OR leased_until <= now())
 			ORDER BY priority, due_at, message_id
 			LIMIT $1
 			FOR UPDATE SKIP LOCKED
@@ -366,7 +368,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]Outgoing, int, error) 
 		), dq AS (
 			DELETE FROM message_queue q USING m WHERE q.message_id = m.id AND m.settle IS NOT NULL
 		), u AS (
-			UPDATE message_queue q SET due_at = now() + $2::bigint * interval '1 microsecond'
+			UPDATE message_queue q SET leased_until = now() + $2::bigint * interval '1 microsecond'
 			FROM m WHERE q.message_id = m.id AND m.settle IS NULL
 		)
 		SELECT id, msisdn, sender, body, mno, valid_until, priority, attempts, settle IS NOT NULL FROM m`,
@@ -606,7 +608,7 @@ func (d *Dispatcher) recordBatch(ctx context.Context, outs []outcome) (map[int64
 		if len(fIDs) > 0 {
 			b.Queue(`WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS v(id, state, code, at)),
 				dq AS (DELETE FROM message_queue q USING v WHERE q.message_id = v.id AND v.state <> 'queued'),
-				rq AS (UPDATE message_queue q SET due_at = v.at FROM v WHERE q.message_id = v.id AND v.state = 'queued')
+				rq AS (UPDATE message_queue q SET due_at = v.at, leased_until = NULL FROM v WHERE q.message_id = v.id AND v.state = 'queued')
 				UPDATE messages m SET state = v.state, error_code = NULLIF(v.code, ''), attempts = m.attempts + 1,
 					next_attempt_at = COALESCE(v.at, m.next_attempt_at),
 					final_at = CASE WHEN v.state = 'queued' THEN m.final_at ELSE now() END

@@ -363,7 +363,7 @@ func (s *Store) settled(ctx context.Context, id int64, want MessageState, code s
 // RecordRetry records a temporary failure of a queued message (code, e.g. "0x58" or
 // "no_bind") and when to try again. ECONFLICT when it is no longer queued.
 func (s *Store) RecordRetry(ctx context.Context, id int64, code string, at time.Time) error {
-	tag, err := s.db.Exec(ctx, `WITH q AS (UPDATE message_queue SET due_at = $3 WHERE message_id = $1)
+	tag, err := s.db.Exec(ctx, `WITH q AS (UPDATE message_queue SET due_at = $3, leased_until = NULL WHERE message_id = $1)
 		UPDATE messages SET error_code = $2, attempts = attempts + 1, next_attempt_at = $3
 		WHERE id = $1 AND state = 'queued'`, id, nullIfZero(code), at)
 	if err != nil {

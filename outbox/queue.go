@@ -14,15 +14,18 @@ import (
 type QueueLength struct {
 	MNO      string `json:"mno"` // "" = not routed yet
 	Priority string `json:"priority"`
-	Queued   int    `json:"queued"` // waiting, due or not
-	Due      int    `json:"due"`    // due now (paced and retried messages wait for their time)
+	Queued   int    `json:"queued"`    // waiting, due or not
+	Due      int    `json:"due"`       // due now and not being sent (paced and retried messages wait for their time)
+	InFlight int    `json:"in_flight"` // claimed by a dispatcher, outcome not recorded yet
 	// OldestDue is the due time of the message that has waited longest; zero when none is due.
 	OldestDue time.Time `json:"oldest_due,omitzero"`
 }
 
 // QueueLengths counts the queue by MNO and priority.
 func (s *Store) QueueLengths(ctx context.Context) ([]QueueLength, error) {
-	rows, err := s.db.Query(ctx, `SELECT mno, priority, count(*), count(*) FILTER (WHERE due_at <= now()),
+	rows, err := s.db.Query(ctx, `SELECT mno, priority, count(*),
+			count(*) FILTER (WHERE due_at <= now() AND (leased_until IS NULL OR leased_until <= now())),
+			count(*) FILTER (WHERE leased_until > now()),
 			min(due_at) FILTER (WHERE due_at <= now())
 		FROM message_queue GROUP BY 1, 2 ORDER BY 1, 2`)
 	if err != nil {
@@ -32,7 +35,7 @@ func (s *Store) QueueLengths(ctx context.Context) ([]QueueLength, error) {
 		var q QueueLength
 		var prio int
 		var oldest *time.Time
-		err := r.Scan(&q.MNO, &prio, &q.Queued, &q.Due, &oldest)
+		err := r.Scan(&q.MNO, &prio, &q.Queued, &q.Due, &q.InFlight, &oldest)
 		q.Priority, q.OldestDue = priorityName(prio), deref(oldest)
 		return q, err
 	})

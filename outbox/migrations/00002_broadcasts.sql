@@ -12,12 +12,17 @@
 CREATE TABLE message_queue (
     message_id   bigint PRIMARY KEY,          -- messages.id; a row exists while the message is queued
     priority     smallint NOT NULL,           -- copied from messages: 0 alert ... 9 bulk
-    due_at       timestamptz NOT NULL,        -- not claimed before; a claim moves it a lease ahead
+    due_at       timestamptz NOT NULL,        -- not claimed before
+    -- A claim leases the message until then. Not in the index, so taking a lease is a HOT
+    -- update; the few leased rows at the head of the queue are skipped by the claim.
+    leased_until timestamptz,
     mno          text NOT NULL DEFAULT '',    -- the MNO it routes to ('' = not known yet), for queue lengths
     broadcast_id bigint
 );
--- Dispatchers claim: WHERE due_at <= now() ORDER BY priority, due_at, message_id FOR UPDATE SKIP LOCKED
+-- Dispatchers claim: WHERE due_at <= now() AND NOT leased ORDER BY priority, due_at, message_id
+-- FOR UPDATE SKIP LOCKED. fillfactor leaves room on each page for the lease's new row version.
 CREATE INDEX message_queue_due_idx ON message_queue (priority, due_at, message_id);
+ALTER TABLE message_queue SET (fillfactor = 70);
 
 INSERT INTO message_queue (message_id, priority, due_at, mno, broadcast_id)
 SELECT id, priority, next_attempt_at, COALESCE(mno, ''), broadcast_id FROM messages WHERE state = 'queued';
