@@ -41,6 +41,14 @@ type Sender interface {
 	Send(ctx context.Context, m Outgoing) (SendResult, error)
 }
 
+// Availability is implemented by a Sender that knows which MNOs it can submit to now
+// (outboxsmpp.Sender: accounts with a bind up). The dispatcher then claims only their
+// messages (and those not routed yet), and nothing while there is none, so an instance
+// whose binds are down or on standby leaves the queue to instances that can send.
+type Availability interface {
+	Sendable() []string
+}
+
 // Outgoing is a claimed message handed to the Sender.
 type Outgoing struct {
 	ID         int64
@@ -346,10 +354,18 @@ func (d *Dispatcher) stop(wg *sync.WaitGroup, cancelSends context.CancelFunc) {
 // deactivated since they were queued (skipped; replies still go, a STOP's confirmation
 // included). It returns the messages to send and how many it settled.
 func (d *Dispatcher) claim(ctx context.Context, n int) ([]Outgoing, int, error) {
+	var mnos []string // nil: any
+	if av, ok := d.snd.(Availability); ok {
+		if mnos = av.Sendable(); len(mnos) == 0 {
+			return nil, 0, nil
+		}
+		mnos = append(mnos, "") // not routed yet: the Sender routes it
+	}
 	rows, err := d.s.db.Query(ctx, `
 		WITH c AS (
 			SELECT message_id FROM message_queue
 			WHERE due_at <= now() AND (leased_until IS NULL OR leased_until <= now())
+			  AND ($4::text[] IS NULL OR mno = ANY ($4))
 			ORDER BY priority, due_at, message_id
 			LIMIT $1
 			FOR UPDATE SKIP LOCKED
@@ -372,7 +388,7 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]Outgoing, int, error) 
 			FROM m WHERE q.message_id = m.id AND m.settle IS NULL
 		)
 		SELECT id, msisdn, sender, body, mno, valid_until, priority, attempts, settle IS NOT NULL FROM m`,
-		n, d.cfg.Lease.Microseconds(), PriorityReply)
+		n, d.cfg.Lease.Microseconds(), PriorityReply, mnos)
 	if err != nil {
 		return nil, 0, err
 	}

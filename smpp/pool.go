@@ -39,8 +39,8 @@
 //     a sliding one-second window at the moment of writing) are never exceeded by this
 //     process. With TPS 0 the rate adapts: unlimited until the SMSC throttles, then 95% of
 //     what it accepted over the last second, probing up 2% every 100ms. Across several
-//     instances the account's binds and rate must be shared out by the caller (for
-//     instance one Pool per bind lease, TPS divided).
+//     instances, a Coordinator (SetCoordinator) shares each account's binds (leased
+//     slots) and TPS (one schedule); without one, each Pool binds and paces as if alone.
 //
 // Receiving:
 //
@@ -109,6 +109,7 @@ import (
 type Pool struct {
 	log      *slog.Logger
 	h        Handlers
+	coord    *coord // nil: this pool is the account's only user
 	mnos     map[string]*mno
 	order    []*mno
 	router   *router
@@ -134,6 +135,7 @@ type mno struct {
 	latency prometheus.Observer // Send duration, label resolved once
 	rr      atomic.Uint32
 	ref     atomic.Uint32 // concatenation reference
+	held    atomic.Int32  // bind slots leased by this pool (with a Coordinator)
 
 	cmu     sync.Mutex
 	changed chan struct{} // closed and replaced whenever a bind goes up or down
@@ -156,9 +158,13 @@ func (m *mno) notify() {
 type bind struct {
 	mno   *mno
 	name  string // "lonestar/1"
+	idx   int    // 1-based
 	cb    *gobreaker.TwoStepCircuitBreaker[struct{}]
 	brk   atomic.Int32 // last breaker state seen by OnStateChange (which runs under the breaker's lock)
 	stats bindStats
+
+	slot    atomic.Int32 // bind slot leased, 0 = none (with a Coordinator)
+	standby atomic.Bool  // no slot: every one is held by other instances
 
 	mu      sync.Mutex
 	tx, rx  *session // tx carries submits; rx deliver_sm (same session in transceiver mode)
@@ -232,7 +238,7 @@ func NewPool(cfgs []Config, h Handlers, log *slog.Logger, reg prometheus.Registe
 }
 
 func (p *Pool) newBind(mn *mno, i int) *bind {
-	b := &bind{mno: mn, name: fmt.Sprintf("%s/%d", mn.cfg.Name, i)}
+	b := &bind{mno: mn, name: fmt.Sprintf("%s/%d", mn.cfg.Name, i), idx: i}
 	b.stats.init(p.metrics, mn.cfg.Name, b.name)
 	failures := uint32(mn.cfg.BreakerFailures)
 	gauge := p.metrics.breaker.WithLabelValues(mn.cfg.Name, b.name)
@@ -265,19 +271,31 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.hctx, p.hcancel = context.WithCancel(context.WithoutCancel(ctx))
+	if p.coord != nil {
+		p.coord.spreadUntil = time.Now()
+	}
 	for _, mn := range p.order {
 		p.log.Info("smsc", "smsc", mn.cfg.Name, "addr", mn.cfg.Addr(), "system_id", mn.cfg.SystemID, "mode", mn.cfg.Mode,
 			"binds", mn.cfg.Binds, "window", mn.cfg.Window, "tps", mn.cfg.TPS)
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); mn.limiter.run(ctx) }()
+		if sh := mn.limiter.shared; sh != nil {
+			p.wg.Add(1)
+			go func() { defer p.wg.Done(); sh.run(ctx) }()
+		}
 		for _, b := range mn.binds {
 			roles := []pdu.ID{pdu.BindTransceiverID}
 			if mn.cfg.Mode == ModeTxRx {
 				roles = []pdu.ID{pdu.BindTransmitterID, pdu.BindReceiverID}
 			}
+			if p.coord != nil { // one lease covers both connections of a bind
+				p.wg.Add(1)
+				go func() { defer p.wg.Done(); p.coordBind(ctx, b, roles) }()
+				continue
+			}
 			for _, role := range roles {
 				p.wg.Add(1)
-				go func() { defer p.wg.Done(); p.keepBound(ctx, b, role) }()
+				go func() { defer p.wg.Done(); p.keepBound(ctx, b, role, p.stopDrain) }()
 			}
 		}
 	}
@@ -319,8 +337,12 @@ func (p *Pool) drain() context.Context {
 	return p.drainCtx
 }
 
-// keepBound keeps one session of b up until ctx ends, then unbinds it cleanly.
-func (p *Pool) keepBound(ctx context.Context, b *bind, role pdu.ID) {
+// stopDrain bounds a session's drain by Stop's context alone.
+func (p *Pool) stopDrain() (context.Context, context.CancelFunc) { return p.drain(), func() {} }
+
+// keepBound keeps one session of b up until ctx ends, then unbinds it cleanly within the
+// context drain returns (Stop's, and with a Coordinator also the lease's end).
+func (p *Pool) keepBound(ctx context.Context, b *bind, role pdu.ID, drain func() (context.Context, context.CancelFunc)) {
 	cfg := &b.mno.cfg
 	name := b.name
 	switch role {
@@ -365,7 +387,9 @@ func (p *Pool) keepBound(ctx context.Context, b *bind, role pdu.ID) {
 		}
 		p.setSession(b, role, nil)
 		if ctx.Err() != nil {
-			s.shutdown(p.drain())
+			dctx, cancel := drain()
+			s.shutdown(dctx)
+			cancel()
 			log.Info("unbound")
 			return
 		}
@@ -426,7 +450,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (p *Pool) Route(m mhero.MSISDN) (string, error) { return p.router.lookup(m) }
 
 // WaitBound waits until every configured bind (both connections in
-// transmitter+receiver mode) is bound, or ctx ends. For start-up checks and tests.
+// transmitter+receiver mode) is bound, or ctx ends. For start-up checks and tests. With a
+// Coordinator, a bind on standby (no slot free) counts as not bound.
 func (p *Pool) WaitBound(ctx context.Context) error {
 	for {
 		var wait []<-chan struct{}
@@ -474,6 +499,10 @@ type BindHealth struct {
 	Refused   int64            `json:"refused"`   // deliver_sm refused (ESME_RX_T_APPN) because the handlers were saturated
 	InFlight  int              `json:"in_flight"`
 	RateLimit float64          `json:"rate_limit"` // the account's current PDUs/s limit, 0 = unlimited
+	// With a Coordinator: the bind slot leased (1..binds, 0 = none), and whether the bind
+	// is down only because other instances hold every slot (a healthy standby).
+	Slot    int  `json:"slot,omitempty"`
+	Standby bool `json:"standby,omitempty"`
 }
 
 // Health reports every bind, in config order.
@@ -487,6 +516,8 @@ func (p *Pool) Health() []BindHealth {
 				Submits: b.stats.submits.Load(), Responses: st, Unknown: b.stats.unknown.Load(), Receipts: rc,
 				Refused:   b.stats.inboundFull.Load(),
 				RateLimit: mn.limiter.rate(),
+				Slot:      int(b.slot.Load()),
+				Standby:   b.standby.Load(),
 			}
 			b.mu.Lock()
 			h.LastError = b.lastErr
@@ -495,6 +526,23 @@ func (p *Pool) Health() []BindHealth {
 			}
 			b.mu.Unlock()
 			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Sendable returns the accounts that have a bind up to submit on now, in config order. A
+// dispatcher claims only messages for these, so an instance whose binds are all on
+// standby (other instances hold the slots) or down leaves the queue to the others
+// instead of claiming messages it would only put back.
+func (p *Pool) Sendable() []string {
+	var out []string
+	for _, mn := range p.order {
+		for _, b := range mn.binds {
+			if b.txSession() != nil {
+				out = append(out, mn.cfg.Name)
+				break
+			}
 		}
 	}
 	return out

@@ -30,6 +30,9 @@ const (
 
 type rateLimiter struct {
 	ceiling float64 // configured cap; 0 = none (adaptive from unlimited)
+	// shared, with a Coordinator and a cap, is the account's schedule across instances:
+	// every slot handed out is one reserved there.
+	shared *sharedRate
 
 	rateBits atomic.Uint64 // float64 bits of the current rate; 0 = unlimited
 	accepted atomic.Int64  // submit_sm answered OK, all time
@@ -72,6 +75,21 @@ func (l *rateLimiter) wait(ctx context.Context) error {
 	if l.rate() == 0 {
 		return nil
 	}
+	if l.shared == nil {
+		return l.pace(ctx)
+	}
+	// The shared schedule is spaced for the cap already; a rate cut by throttling paces
+	// here first, then takes its slot of the schedule.
+	if l.rate() < l.ceiling {
+		if err := l.pace(ctx); err != nil {
+			return err
+		}
+	}
+	return l.shared.take(ctx)
+}
+
+// pace is wait for this process alone.
+func (l *rateLimiter) pace(ctx context.Context) error {
 	l.mu.Lock()
 	r := l.rate()
 	if r == 0 {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,4 +193,76 @@ func TestBroadcastOverHTTP(t *testing.T) {
 	reader := client{t: t, base: sender.base, key: rkey}
 	reader.json("POST", "/api/v1/broadcasts", `{"text": "Hi", "target": {"cadres": ["chw"]}}`, 403, nil)
 	reader.json("GET", path, nil, 200, nil)
+}
+
+// TestTwoInstances runs two servers on one database and one Valkey: they share the
+// broadcast's work, every recipient gets exactly one message (no crash, so no
+// duplicate), and together they never hold more binds than each account allows.
+func TestTwoInstances(t *testing.T) {
+	sim := smpptest.NewServer(smpptest.Config{SystemID: "mhero", Receipts: true, ReceiptDelay: time.Millisecond})
+	t.Cleanup(sim.Close)
+	dbURL := registrytest.NewDatabase(t)
+	var maxConns atomic.Int64
+	watch, stopWatch := context.WithCancel(t.Context())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for watch.Err() == nil {
+			if c := sim.Stats().Conns; c > maxConns.Load() {
+				maxConns.Store(c)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	prefix := registrytest.KeyPrefix(t) // one deployment: the two share their Valkey keys
+	shared := func(c *Config) { c.ValkeyPrefix = prefix }
+	// Started together, as a deployment's instances are.
+	one := startSimApp(t, dbURL, sim, shared)
+	two := startSimApp(t, dbURL, sim, shared)
+	waitBinds(t, one)
+	waitBinds(t, two)
+	key, _, err := one.registry.CreateAPIKey(t.Context(), "ops", "sender", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := demo.Seed(ctx, one.registry, demo.Size{Counties: 3, DistrictsPerCounty: 2, Depth: 2, Facilities: 12, Workers: 3000, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	id := postBroadcast(t, "http://"+one.Addr(), key, map[string]any{"text": "Dear {first_name}: polio round starts Monday.",
+		"target": map[string]any{"locations": []string{demo.CountryCode}}})
+	var b broadcastView
+	reader := client{t: t, base: "http://" + two.Addr(), key: key}
+	deadline := time.Now().Add(60 * time.Second)
+	for b.State != "finished" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		reader.json("GET", "/api/v1/broadcasts/"+strconv.FormatInt(id, 10), nil, 200, &b)
+	}
+	stopWatch()
+	<-watched
+	if b.State != "finished" || b.Counts.Delivered != b.Recipients {
+		t.Fatalf("broadcast %+v", b)
+	}
+	perNumber := map[string]int{}
+	for _, s := range sim.Submits() {
+		perNumber[s.Dst]++
+	}
+	for to, n := range perNumber {
+		if n != 1 {
+			t.Errorf("%s got %d messages", to, n)
+		}
+	}
+	if len(perNumber) != b.Recipients {
+		t.Errorf("%d numbers reached, want %d", len(perNumber), b.Recipients)
+	}
+	// Both instances held binds, so both sent: started together, they took one slot of
+	// each account each.
+	for i, a := range []*App{one, two} {
+		if len(a.smpp.Sendable()) != 2 {
+			t.Errorf("instance %d can send to %v, want both accounts", i+1, a.smpp.Sendable())
+		}
+	}
+	if m := maxConns.Load(); m > 4 {
+		t.Errorf("%d connections at once to the SMSC: two accounts of two binds allow 4", m)
+	}
 }

@@ -23,6 +23,7 @@ import (
 type Config struct {
 	DatabaseURL     string        // MHERO_DATABASE_URL
 	ValkeyURL       string        // MHERO_VALKEY_URL
+	ValkeyPrefix    string        // MHERO_VALKEY_PREFIX: starts every key, so deployments (and tests) can share a server
 	HTTPAddr        string        // MHERO_HTTP_ADDR
 	LogLevel        slog.Level    // MHERO_LOG_LEVEL: debug, info, warn, error
 	LogFormat       string        // MHERO_LOG_FORMAT: json or text; default text on a terminal, else json
@@ -82,6 +83,7 @@ func DefaultConfig() Config {
 	return Config{
 		DatabaseURL:     "postgres://localhost:5432/mhero?sslmode=disable",
 		ValkeyURL:       "redis://127.0.0.1:6379/0",
+		ValkeyPrefix:    "mhero:",
 		HTTPAddr:        "127.0.0.1:8080",
 		LogLevel:        slog.LevelInfo,
 		ConfigFile:      "mhero.yaml",
@@ -102,6 +104,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	set("MHERO_DATABASE_URL", &c.DatabaseURL)
 	set("MHERO_VALKEY_URL", &c.ValkeyURL)
+	set("MHERO_VALKEY_PREFIX", &c.ValkeyPrefix)
 	set("MHERO_HTTP_ADDR", &c.HTTPAddr)
 	set("MHERO_LOG_FORMAT", &c.LogFormat)
 	explicitFile := getenv("MHERO_CONFIG") != ""

@@ -120,7 +120,7 @@ messaging: {concurrency: %[3]d, lease: 3s}
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	srv := &server{t: t, bin: bin, addr: addr, env: []string{"MHERO_DATABASE_URL=" + dbURL, "MHERO_VALKEY_URL=" + registrytest.ValkeyURL(),
+	srv := &server{t: t, bin: bin, addr: addr, env: []string{"MHERO_DATABASE_URL=" + dbURL, "MHERO_VALKEY_URL=" + registrytest.ValkeyURL(), "MHERO_VALKEY_PREFIX=" + registrytest.KeyPrefix(t),
 		"MHERO_HTTP_ADDR=" + addr, "MHERO_CONFIG=" + conf, "MHERO_LOG_LEVEL=warn", "MHERO_LOG_FORMAT=json"}}
 	srv.start()
 	t.Cleanup(srv.stop)

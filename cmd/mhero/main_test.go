@@ -111,7 +111,7 @@ func testApp(t *testing.T) (*App, string) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DatabaseURL = registrytest.NewDatabase(t)
-	cfg.ValkeyURL = registrytest.ValkeyURL()
+	cfg.ValkeyURL, cfg.ValkeyPrefix = registrytest.ValkeyURL(), registrytest.KeyPrefix(t)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.ShutdownTimeout = 5 * time.Second
 	log := slog.New(slog.DiscardHandler)
@@ -446,7 +446,7 @@ func TestServeStoresWhatTheSMSCSends(t *testing.T) {
 	p, _ := strconv.Atoi(port)
 	cfg := DefaultConfig()
 	cfg.DatabaseURL = registrytest.NewDatabase(t)
-	cfg.ValkeyURL = registrytest.ValkeyURL()
+	cfg.ValkeyURL, cfg.ValkeyPrefix = registrytest.ValkeyURL(), registrytest.KeyPrefix(t)
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.File.SMSC = []smpp.Config{{Name: "lonestar", Host: host, Port: p, SystemID: "mhero", Binds: 2, Window: 10,
 		SourceAddr: "384", Prefixes: []string{"+23188"}}}
@@ -628,10 +628,11 @@ func (s *syncBuffer) String() string {
 // on cancellation (SIGINT in real life).
 func TestDemoSeedsServesAndStops(t *testing.T) {
 	env := map[string]string{
-		"MHERO_DATABASE_URL": registrytest.NewDatabase(t),
-		"MHERO_VALKEY_URL":   registrytest.ValkeyURL(),
-		"MHERO_HTTP_ADDR":    "127.0.0.1:0",
-		"MHERO_CONFIG":       filepath.Join(t.TempDir(), "none.yaml"),
+		"MHERO_DATABASE_URL":  registrytest.NewDatabase(t),
+		"MHERO_VALKEY_URL":    registrytest.ValkeyURL(),
+		"MHERO_VALKEY_PREFIX": registrytest.KeyPrefix(t),
+		"MHERO_HTTP_ADDR":     "127.0.0.1:0",
+		"MHERO_CONFIG":        filepath.Join(t.TempDir(), "none.yaml"),
 	}
 	writeFile(t, env["MHERO_CONFIG"], "country: LR\n")
 	ctx, cancel := context.WithCancel(t.Context())

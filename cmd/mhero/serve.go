@@ -26,6 +26,7 @@ var (
 	_ api.Authenticator = (*registry.Store)(nil)
 	_ outbox.Audience   = (*registry.Store)(nil)
 	_ outbox.Planner    = outboxsmpp.Planner{}
+	_ smpp.Coordinator  = (*sessions.Store)(nil)
 )
 
 // App is a running server: every component it started, to be stopped in reverse order.
@@ -64,7 +65,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if a.db, err = openDB(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
-	if a.sessions, err = sessions.Open(ctx, cfg.ValkeyURL, "mhero:"); err != nil {
+	if a.sessions, err = sessions.Open(ctx, cfg.ValkeyURL, cfg.ValkeyPrefix); err != nil {
 		return nil, fmt.Errorf("%w (is Valkey/Redis running? make deps)", err)
 	}
 	a.registry = registry.NewStore(a.db, cfg.File.Country, log.With("comp", "registry"))
@@ -91,6 +92,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			return nil, fmt.Errorf("smpp: %w", err)
 		}
 		a.outbox.Planner = outboxsmpp.NewPlanner(a.smpp, cfg.File.SMSC)
+		// Share each account's binds and TPS with the other instances through Valkey.
+		if err := a.smpp.SetCoordinator(a.sessions, smpp.CoordOptions{}); err != nil {
+			return nil, fmt.Errorf("smpp: %w", err)
+		}
 		// The binds live until Close stops them in order (after HTTP and the dispatcher have
 		// drained), not until the signal that cancels ctx.
 		if err := a.smpp.Start(context.WithoutCancel(ctx)); err != nil {
@@ -153,7 +158,8 @@ func (a *App) readyChecks() []api.Check {
 		checks = append(checks, api.Check{Name: "smsc", Func: func(ctx context.Context) (any, error) {
 			h := a.smpp.Health()
 			for _, b := range h {
-				if b.State != smpp.BindDown {
+				// A bind on standby is healthy: other instances hold the account's slots.
+				if b.State != smpp.BindDown || b.Standby {
 					return h, nil
 				}
 			}

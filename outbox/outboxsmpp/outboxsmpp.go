@@ -43,6 +43,9 @@ func Handlers(o *outbox.Store, rec *outbox.ReceiptRecorder) smpp.Handlers {
 // SMSC's command_status ("0x0B"), "unroutable", or "error" when the SMSC never answered.
 type Sender struct{ Pool *smpp.Pool }
 
+// Sendable implements outbox.Availability: the accounts with a bind up in this instance.
+func (s Sender) Sendable() []string { return s.Pool.Sendable() }
+
 // Send implements outbox.Sender.
 func (s Sender) Send(ctx context.Context, m outbox.Outgoing) (outbox.SendResult, error) {
 	msg := &smpp.Message{ID: strconv.FormatInt(m.ID, 10), To: m.To, From: m.Sender, Text: m.Body, MNO: m.MNO,
