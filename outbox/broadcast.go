@@ -459,6 +459,11 @@ func (s *Store) freeze(ctx context.Context, tx pgx.Tx, aud Audience, p *plan, b 
 		SELECT id, priority, next_attempt_at, COALESCE(mno, ''), broadcast_id FROM messages WHERE broadcast_id = $1`, b.ID)
 	bt.Queue(`UPDATE broadcasts SET recipients = $2, segments = $3, estimate = $4, encoding = $5, valid_until = $6
 		WHERE id = $1`, b.ID, b.Recipients, b.Segments, string(estJSON), b.Encoding, b.ValidUntil)
+	// A broadcast can grow the queue from nothing to 100,000 rows in one transaction.
+	// Autovacuum would notice within a minute; until then the planner, believing the queue
+	// nearly empty, claims by sorting the whole table (100+ ms a claim) instead of reading
+	// the index head. The statistics commit with the rows.
+	bt.Queue(`ANALYZE message_queue`)
 	if err := tx.SendBatch(ctx, bt).Close(); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/outbox/outboxsmpp"
 	"github.com/mhero-health/mhero/registry"
+	"github.com/mhero-health/mhero/reports"
 	"github.com/mhero-health/mhero/sessions"
 	"github.com/mhero-health/mhero/smpp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,7 @@ var (
 	_ outbox.Audience   = (*registry.Store)(nil)
 	_ outbox.Planner    = outboxsmpp.Planner{}
 	_ smpp.Coordinator  = (*sessions.Store)(nil)
+	_ reports.Places    = (*registry.Store)(nil)
 )
 
 // App is a running server: every component it started, to be stopped in reverse order.
@@ -43,6 +45,7 @@ type App struct {
 	stopReceipts context.CancelFunc
 	recorded     chan struct{}
 	registry     *registry.Store
+	reports      *reports.Store
 	outbox       *outbox.Store
 	api          *api.Server
 	http         *http.Server
@@ -69,6 +72,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, fmt.Errorf("%w (is Valkey/Redis running? make deps)", err)
 	}
 	a.registry = registry.NewStore(a.db, cfg.File.Country, log.With("comp", "registry"))
+	a.reports = reports.NewStore(a.db, a.registry, log.With("comp", "reports"))
+	if err := a.reports.SyncCommodities(ctx, reportCommodities(cfg.File.Commodities)); err != nil {
+		return nil, fmt.Errorf("commodities: %w", err)
+	}
 	a.outbox = outbox.NewStore(a.db, log.With("comp", "outbox"))
 	a.outbox.Quiet, a.outbox.Currency, a.outbox.Audit = cfg.File.quiet, cfg.File.Currency, registry.Audit
 
@@ -105,6 +112,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 
 	a.api = api.New(api.Options{Auth: a.registry, Log: log, Metrics: reg, Gatherer: reg, Ready: a.readyChecks()})
 	a.registry.Routes(a.api)
+	a.reports.Routes(a.api)
 	var wake func()
 	if a.smpp != nil {
 		// The dispatcher outlives Start's context: Close stops it, after HTTP and before

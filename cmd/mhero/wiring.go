@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 
 	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/outbox/outboxsmpp"
 	"github.com/mhero-health/mhero/registry"
+	"github.com/mhero-health/mhero/reports"
 	"github.com/mhero-health/mhero/smpp"
 )
 
@@ -16,7 +19,27 @@ func migrateAll(ctx context.Context, url string, log *slog.Logger) error {
 	if err := registry.Migrate(ctx, url, log); err != nil {
 		return err
 	}
-	return registry.MigrateFS(ctx, url, outbox.Migrations(), "goose_outbox_version", log)
+	if err := registry.MigrateFS(ctx, url, outbox.Migrations(), "goose_outbox_version", log); err != nil {
+		return err
+	}
+	return registry.MigrateFS(ctx, url, reports.Migrations(), "goose_reports_version", log)
+}
+
+// reportCommodities is the configuration's commodity list as the reports store keeps it:
+// named in English where the configuration has it, else in its first language by code.
+func reportCommodities(list []Commodity) []reports.Commodity {
+	out := make([]reports.Commodity, 0, len(list))
+	for _, c := range list {
+		name := c.Name["en"]
+		if name == "" {
+			langs := slices.Sorted(maps.Keys(c.Name))
+			if len(langs) > 0 {
+				name = c.Name[langs[0]]
+			}
+		}
+		out = append(out, reports.Commodity{Code: c.Code, Name: name})
+	}
+	return out
 }
 
 // smppHandlers stores what the SMSCs send before the pool acknowledges it (see

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/registry"
+	"github.com/mhero-health/mhero/reports"
 )
 
 // DefaultDatabaseURL is the admin connection used to create test databases when
@@ -123,6 +124,7 @@ func schemas() []struct {
 	}{
 		{"goose_db_version", registry.Migrations()},
 		{"goose_outbox_version", outbox.Migrations()},
+		{"goose_reports_version", reports.Migrations()},
 	}
 }
 
