@@ -19,12 +19,14 @@
 //
 // # Receipt rules
 //
-// RecordReceipt always stores the receipt in receipts, duplicates included, and applies it
-// when its (MNO, SMSC id) names a known part. A receipt whose part is not known yet (it
-// came before its submit_sm_resp) stays unmatched; RecordSubmitted matches every
-// unmatched receipt of its ids received within Store.MatchWindow and applies them in the
-// order they were received. The SMSC ids must be normalised the same way on both sides
-// (smpp.NormalizeMessageID does it).
+// RecordReceipt (and RecordReceipts, a batch of them in one transaction) applies a
+// receipt when its (MNO, SMSC id) names a known part; the part keeps what the receipt
+// said (stat, err, done date). A receipt whose part is not known yet (it came before its
+// submit_sm_resp, or while the submit's outcome was being recorded) is stored in
+// receipts, unmatched; RecordSubmitted matches every unmatched receipt of its ids
+// received within Store.MatchWindow and applies them in the order they were received.
+// The SMSC ids must be normalised the same way on both sides (smpp.NormalizeMessageID
+// does it).
 //
 // A part's state only moves forward along
 //
@@ -76,7 +78,7 @@
 // # What the SMSC may repeat
 //
 // Handlers must be idempotent (the SMSC delivers a PDU again when our response was lost):
-// a repeated receipt is stored again and changes nothing; RecordSubmitted repeated with the
+// a repeated receipt changes nothing; RecordSubmitted repeated with the
 // same ids is a no-op; RecordInbound stores a repeated MO again (a person may send the same
 // text twice, so it is not deduplicated here).
 package outbox

@@ -149,10 +149,10 @@ func queuePartUpdates(b *pgx.Batch, messageID int64, parts []partState) {
 	}
 }
 
-// RecordReceipt stores a delivery receipt and, when its part is known, applies it to the
-// part and re-derives the message's state, in one transaction. A receipt for an id not
-// submitted yet stays stored unmatched until RecordSubmitted matches it. It returns nil
-// for a duplicate (stored, nothing changed), so the SMSC gets its OK.
+// RecordReceipt applies a delivery receipt to its part and re-derives the message's
+// state, in one transaction. A receipt for an id not submitted yet is stored unmatched
+// until RecordSubmitted matches it. It returns nil for a duplicate (nothing changes), so
+// the SMSC gets its OK.
 func (s *Store) RecordReceipt(ctx context.Context, r Receipt) error {
 	return s.RecordReceipts(ctx, []Receipt{r})
 }
@@ -217,13 +217,20 @@ func (s *Store) RecordReceipts(ctx context.Context, rs []Receipt) error {
 		// store every receipt, matched to its part when the part is known.
 		b := &pgx.Batch{}
 		b.Queue(`SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int4[]) AS k`, lockSpace, keys)
-		b.Queue(`INSERT INTO receipts (mno, smsc_id, state, stat, err, done_at, received_at, message_id, part_no, matched_at)
-			SELECT v.mno, v.smsc_id, v.state, v.stat, v.err, v.done_at, v.received_at, p.message_id, p.part_no,
-				CASE WHEN p.message_id IS NOT NULL THEN now() END
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
-				AS v(mno, smsc_id, state, stat, err, done_at, received_at)
-			LEFT JOIN message_parts p ON p.mno = v.mno AND p.smsc_id = v.smsc_id AND NOT p.superseded
-			RETURNING id, COALESCE(message_id, 0), COALESCE(part_no, 0), state, stat, err, done_at, received_at`,
+		// A receipt whose part is known is applied below and kept on the part (stat, err,
+		// done date); only the others are stored, for RecordSubmitted to match. (Storing
+		// every receipt cost a fifth of the database's work per message.) Within the batch,
+		// rid orders receipts received at the same instant.
+		b.Queue(`WITH j AS (
+				SELECT v.*, p.message_id, p.part_no
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+					WITH ORDINALITY AS v(mno, smsc_id, state, stat, err, done_at, received_at, rid)
+				LEFT JOIN message_parts p ON p.mno = v.mno AND p.smsc_id = v.smsc_id AND NOT p.superseded
+			), kept AS (
+				INSERT INTO receipts (mno, smsc_id, state, stat, err, done_at, received_at)
+				SELECT mno, smsc_id, state, stat, err, done_at, received_at FROM j WHERE message_id IS NULL
+			)
+			SELECT rid, COALESCE(message_id, 0), COALESCE(part_no, 0), state, stat, err, done_at, received_at FROM j`,
 			mnos, ids, states, stats, errs, dones, receiveds)
 		br := tx.SendBatch(ctx, b)
 		if _, err := br.Exec(); err != nil {

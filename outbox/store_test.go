@@ -134,13 +134,16 @@ func TestReceiptRules(t *testing.T) {
 			for i := range ids {
 				ids[i] = fmt.Sprintf("%x", ci*100+i+1)
 			}
-			receipts := 0
+			early, submitted := 0, false // receipts before the submit: stored until it matches them
 			for _, st := range c.steps {
 				var err error
 				if st.submit {
 					err = s.RecordSubmitted(ctx, m.ID, "lonestar", ids, c.parts)
+					submitted = true
 				} else {
-					receipts++
+					if !submitted {
+						early++
+					}
 					err = s.RecordReceipt(ctx, outbox.Receipt{MNO: "lonestar", SMSCID: ids[st.part-1], State: smppState[st.stat],
 						Stat: st.stat, Err: st.err, Done: time.Now().Truncate(time.Minute), Received: time.Now()})
 				}
@@ -162,8 +165,8 @@ func TestReceiptRules(t *testing.T) {
 			if fmt.Sprint(parts) != fmt.Sprint(c.partState) {
 				t.Errorf("parts %v, want %v", parts, c.partState)
 			}
-			if n := count(t, db, `SELECT count(*) FROM receipts WHERE message_id = $1`, m.ID); n != receipts {
-				t.Errorf("%d receipts stored for the message, want %d", n, receipts)
+			if n := count(t, db, `SELECT count(*) FROM receipts WHERE message_id = $1`, m.ID); n != early {
+				t.Errorf("%d receipts stored and matched for the message, want the %d that came before the submit", n, early)
 			}
 		})
 	}
@@ -365,8 +368,8 @@ func TestSubmitReceiptRace(t *testing.T) {
 	if n := count(t, db, `SELECT count(*) FROM receipts WHERE message_id IS NULL`); n != 0 {
 		t.Errorf("%d receipts left unmatched", n)
 	}
-	if n := count(t, db, `SELECT count(*) FROM receipts`); n != iterations*parts {
-		t.Errorf("%d receipts stored, want %d", n, iterations*parts)
+	if n := count(t, db, `SELECT count(*) FROM receipts WHERE message_id IS NOT NULL`); n > iterations*parts {
+		t.Errorf("%d receipts stored, more than the %d sent", n, iterations*parts)
 	}
 }
 

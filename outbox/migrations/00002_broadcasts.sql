@@ -43,6 +43,10 @@ ALTER TABLE message_parts SET (fillfactor = 50);
 -- rows are inserted in time order, which is what BRIN needs).
 CREATE INDEX messages_created_brin ON messages USING brin (created_at);
 
+-- Receipts whose part is known are applied to it and kept there (message_parts.stat, err,
+-- done_at); this table now holds only those that came before their part was recorded.
+COMMENT ON TABLE receipts IS 'Delivery receipts that arrived before their message part was known, kept until RecordSubmitted matches them (message_id set then).';
+
 -- skipped: not sent because the worker opted out or was deactivated after the message was
 -- queued (error_code says which: opted_out, inactive).
 ALTER TABLE messages DROP CONSTRAINT messages_state_check;
