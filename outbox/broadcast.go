@@ -315,8 +315,16 @@ func (s *Store) CreateBroadcast(ctx context.Context, aud Audience, in BroadcastI
 		}
 		return s.freeze(ctx, tx, aud, p, b)
 	})
-	if errors.Is(err, errRaced) { // another request with the same key won the race
-		return s.CreateBroadcast(ctx, aud, in)
+	if errors.Is(err, errRaced) { // another request with the same key won the race: answer with its broadcast
+		won, err := s.broadcastByKey(ctx, p.in.IdempotencyKey)
+		if err != nil {
+			return nil, false, err
+		}
+		if !bytes.Equal(won.requestHash, p.hash) {
+			return nil, false, mhero.Errorf(mhero.ECONFLICT, "Idempotency key %q was already used for a different broadcast.", p.in.IdempotencyKey)
+		}
+		b, err := s.FindBroadcast(ctx, won.ID)
+		return b, false, err
 	}
 	if err != nil {
 		return nil, false, pgError(err, "Broadcast")

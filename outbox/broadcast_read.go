@@ -58,7 +58,8 @@ func (s *Store) broadcastByKey(ctx context.Context, key string) (*Broadcast, err
 		return nil, pgError(err, "Broadcast")
 	}
 	if !visible(ctx, b.scopePath) {
-		return nil, mhero.Errorf(mhero.ENOTFOUND, "Broadcast not found.")
+		// Keys are global: one made under another scope is taken, not absent.
+		return nil, mhero.Errorf(mhero.ECONFLICT, "Idempotency key %q was already used for a broadcast outside this key's scope.", key)
 	}
 	return b, nil
 }

@@ -332,6 +332,52 @@ func TestBroadcastScope(t *testing.T) {
 	if _, err := s.CancelBroadcast(otherCounty, mine.ID); errCode(err) != mhero.ENOTFOUND {
 		t.Errorf("another county cancels it: %v", err)
 	}
+	// Idempotency keys are global: another scope's key is taken, not reusable.
+	keyed := broadcastInput(`{"cadres": ["chw"]}`, "Hello")
+	keyed.IdempotencyKey = "county-a-weekly"
+	if _, _, err := s.CreateBroadcast(scoped, rs, keyed); err != nil {
+		t.Fatal(err)
+	}
+	otherSender := mhero.NewContextWithPrincipal(ctx, &mhero.Principal{Name: "county-b", Role: mhero.RoleSender, Scope: b})
+	if _, _, err := s.CreateBroadcast(otherSender, rs, keyed); errCode(err) != mhero.ECONFLICT {
+		t.Errorf("another county reusing the key: %v, want conflict", err)
+	}
+}
+
+// TestBroadcastIdempotentUnderRace: the same request sent several times at once (a client
+// retrying on a timeout) makes one broadcast, and every caller gets it.
+func TestBroadcastIdempotentUnderRace(t *testing.T) {
+	rs, s, db := country(t)
+	in := broadcastInput(`{"cadres": ["chw"]}`, "Polio round on Monday")
+	in.IdempotencyKey = "polio-round-3"
+	ids := make(chan int64, 4)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			b, _, err := s.CreateBroadcast(context.Background(), rs, in)
+			if err != nil {
+				errs <- err
+				return
+			}
+			ids <- b.ID
+		}()
+	}
+	var first int64
+	for range 4 {
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case id := <-ids:
+			if first == 0 {
+				first = id
+			} else if id != first {
+				t.Errorf("broadcasts %d and %d for one key", first, id)
+			}
+		}
+	}
+	if n := count(t, db, `SELECT count(*) FROM broadcasts`); n != 1 {
+		t.Errorf("%d broadcasts, want 1", n)
+	}
 }
 
 // TestBroadcastDelivered sends a broadcast through a real pool to the simulator with
