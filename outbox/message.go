@@ -374,3 +374,14 @@ func (s *Store) RecordRetry(ctx context.Context, id int64, code string, at time.
 	}
 	return s.settled(ctx, id, "", code)
 }
+
+// RecentForWorker returns the last n messages sent to a worker (handed to an SMSC),
+// newest first: a worker's inbox on the phone.
+func (s *Store) RecentForWorker(ctx context.Context, worker mhero.WorkerID, n int) ([]*Message, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+messageCols+` FROM messages
+		WHERE worker_id = $1 AND submitted_at IS NOT NULL ORDER BY created_at DESC LIMIT $2`, int64(worker), n)
+	if err != nil {
+		return nil, pgError(err, "Messages")
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Message, error) { return scanMessage(r) })
+}

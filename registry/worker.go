@@ -353,3 +353,22 @@ func (s *Store) UpsertCode(ctx context.Context, table string, c Code) (Code, err
 	})
 	return c, err
 }
+
+// SetLanguage records the language a worker chose on their phone (USSD menu), for
+// every message and screen after it.
+func (s *Store) SetLanguage(ctx context.Context, id mhero.WorkerID, language string) error {
+	language = strings.ToLower(strings.TrimSpace(language))
+	if len(language) != 2 || strings.Trim(language, "abcdefghijklmnopqrstuvwxyz") != "" {
+		return mhero.Errorf(mhero.EVALIDATION, "language must be an ISO 639-1 code such as en or fr.")
+	}
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE workers SET language = $2, updated_at = now() WHERE id = $1 AND language <> $2`, int64(id), language)
+		if err != nil {
+			return pgError(err, "Worker")
+		}
+		if tag.RowsAffected() == 0 {
+			return nil // unchanged (or no such worker: the caller found it a moment ago)
+		}
+		return audit(ctx, tx, "update", "worker", strconv.FormatInt(int64(id), 10), map[string]string{"language": language})
+	})
+}

@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/smpp"
+	"github.com/mhero-health/mhero/ussd"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -59,17 +61,23 @@ type MessagingConfig struct {
 	ReceiptBatch int           `yaml:"receipt_batch"` // receipts committed per transaction at most; default 256
 }
 
-// USSDConfig is the USSD service (used by the USSD engine).
+// USSDConfig is the USSD service (ussd.Engine and its gateways).
 type USSDConfig struct {
 	ServiceCode string                   `yaml:"service_code"`
-	Menus       string                   `yaml:"menus"`
-	Gateways    map[string]GatewayConfig `yaml:"gateways"`
+	Menus       string                   `yaml:"menus"`        // folder of menu YAML; "": the menus built into the binary
+	Gateways    map[string]GatewayConfig `yaml:"gateways"`     // HTTP aggregators served, by gateway name
+	ScreenLimit int                      `yaml:"screen_limit"` // characters per screen; default 182
+	SessionTTL  time.Duration            `yaml:"session_ttl"`  // idle session kept (and resumable) this long; default 180s
+	RateLimit   int                      `yaml:"rate_limit"`   // hops per minute per phone; default 60
 }
 
 // GatewayConfig authenticates one USSD aggregator.
 type GatewayConfig struct {
-	Allow     []string `yaml:"allow"`      // CIDRs allowed to call
-	SecretEnv string   `yaml:"secret_env"` // environment variable holding a shared secret
+	Allow       []string `yaml:"allow"`        // CIDRs allowed to call
+	SecretEnv   string   `yaml:"secret_env"`   // environment variable holding a shared secret
+	ScreenLimit int      `yaml:"screen_limit"` // this aggregator's screen limit, if below the service's
+
+	secret string // resolved from SecretEnv
 }
 
 // Commodity is one item workers report stock of, named in every menu language.
@@ -187,6 +195,13 @@ func (f *File) parse(r io.Reader, getenv func(string) string) error {
 		if g.SecretEnv != "" && getenv(g.SecretEnv) == "" {
 			errs = append(errs, fmt.Errorf("ussd.gateways.%s: environment variable %s (secret_env) is not set", name, g.SecretEnv))
 		}
+		if !slices.Contains(ussd.GatewayNames(), name) {
+			errs = append(errs, fmt.Errorf("ussd.gateways.%s: unknown gateway (want %s)", name, strings.Join(ussd.GatewayNames(), ", ")))
+		}
+		if g.SecretEnv != "" {
+			g.secret = getenv(g.SecretEnv)
+		}
+		f.USSD.Gateways[name] = g
 	}
 	f.zone = time.UTC
 	if f.TimeZone != "" {

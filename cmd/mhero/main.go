@@ -25,6 +25,8 @@ Usage:
   mhero apikey create --name N --role admin|sender|reader [--scope LOCATION]
   mhero apikey list | revoke ID
   mhero phone NUMBER...               show how a phone number is read (E.164) and routed
+  mhero phone --msisdn N [--code C]   a terminal phone: walk the USSD menus of the running server
+  mhero menus lint DIR                check USSD menus: unreachable screens, dead ends, lengths, translations
   mhero demo [--workers N]            migrate, seed a demo country, start an SMSC simulator and serve
 
 Configuration comes from the environment (MHERO_DATABASE_URL, MHERO_VALKEY_URL,
@@ -72,7 +74,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	case "apikey":
 		return runAPIKey(ctx, cfg, log, args, stdout)
 	case "phone":
-		return runPhone(ctx, cfg, args, stdout)
+		return runPhoneCmd(ctx, cfg, args, stdout)
+	case "menus":
+		return runMenus(cfg, args, stdout)
 	case "demo":
 		return runDemo(ctx, cfg, log, args, stdout)
 	}

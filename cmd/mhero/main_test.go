@@ -450,6 +450,7 @@ func TestServeStoresWhatTheSMSCSends(t *testing.T) {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.File.SMSC = []smpp.Config{{Name: "lonestar", Host: host, Port: p, SystemID: "mhero", Binds: 2, Window: 10,
 		SourceAddr: "384", Prefixes: []string{"+23188"}}}
+	cfg.File.Commodities = []Commodity{{Code: "ors", Name: map[string]string{"en": "ORS sachets"}}}
 	// Start's context ends at once, as main's does at SIGTERM: the binds and the dispatcher
 	// must live on until Close stops them in order.
 	startCtx, cancelStart := context.WithCancel(t.Context())
@@ -483,13 +484,14 @@ func TestServeStoresWhatTheSMSCSends(t *testing.T) {
 		t.Errorf("MO in PostgreSQL = %q, %v; want it stored before the SMSC's deliver_sm_resp", body, err)
 	}
 
-	// A USSD dial-in over SMPP is answered (the menus come later) and the session ended.
+	// A USSD dial-in over SMPP from a number outside the registry is answered by the menus
+	// (politely: how to get registered) and the session ended.
 	if err := sim.DeliverUSSD(ctx, "231886123456", "*384*12#", "", smpp.PSSRIndication, []byte{0x01, 0x00}); err != nil {
 		t.Fatalf("DeliverUSSD: %v", err)
 	}
 	select {
 	case s := <-ended:
-		if s.Dst != "231886123456" || !strings.Contains(string(s.ShortMessage), "not available") {
+		if s.Dst != "231886123456" || !strings.Contains(string(s.ShortMessage), "not registered") {
 			t.Errorf("USSD answer = to %s %q", s.Dst, s.ShortMessage)
 		}
 	case <-ctx.Done():

@@ -18,6 +18,7 @@ import (
 	"github.com/mhero-health/mhero/reports"
 	"github.com/mhero-health/mhero/sessions"
 	"github.com/mhero-health/mhero/smpp"
+	"github.com/mhero-health/mhero/ussd"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -29,6 +30,8 @@ var (
 	_ outbox.Planner    = outboxsmpp.Planner{}
 	_ smpp.Coordinator  = (*sessions.Store)(nil)
 	_ reports.Places    = (*registry.Store)(nil)
+	_ ussd.SessionStore = (*sessions.Store)(nil)
+	_ ussd.Directory    = (*registry.Store)(nil)
 )
 
 // App is a running server: every component it started, to be stopped in reverse order.
@@ -46,6 +49,7 @@ type App struct {
 	recorded     chan struct{}
 	registry     *registry.Store
 	reports      *reports.Store
+	ussd         *ussd.Engine
 	outbox       *outbox.Store
 	api          *api.Server
 	http         *http.Server
@@ -94,7 +98,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			defer close(a.recorded)
 			a.receipts.Run(rctx)
 		}()
-		a.smpp, err = smpp.NewPool(cfg.File.SMSC, smppHandlers(a.outbox, a.receipts, func() *smpp.Pool { return a.smpp }), log, reg)
+		a.smpp, err = smpp.NewPool(cfg.File.SMSC, smppHandlers(a.outbox, a.receipts,
+			func() *ussd.Engine { return a.ussd }, func() *smpp.Pool { return a.smpp }), log, reg)
 		if err != nil {
 			return nil, fmt.Errorf("smpp: %w", err)
 		}
@@ -128,6 +133,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 	a.outbox.Routes(a.api, a.registry, wake)
 	a.outbox.BroadcastRoutes(a.api, a.registry, wake)
+	if err := a.startUSSD(cfg, log.With("comp", "ussd"), wake); err != nil {
+		return nil, fmt.Errorf("ussd: %w", err)
+	}
 
 	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)

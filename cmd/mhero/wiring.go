@@ -11,6 +11,7 @@ import (
 	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/reports"
 	"github.com/mhero-health/mhero/smpp"
+	"github.com/mhero-health/mhero/ussd"
 )
 
 // migrateAll applies every package's migrations in dependency order, each under its own
@@ -43,19 +44,10 @@ func reportCommodities(list []Commodity) []reports.Commodity {
 }
 
 // smppHandlers stores what the SMSCs send before the pool acknowledges it (see
-// outboxsmpp). Until the USSD menus are served, a worker who dials in over an SMPP USSD
-// bind is told so and the session ends, rather than left waiting for a timeout. pool
-// returns the running pool (it is built after its handlers).
-func smppHandlers(o *outbox.Store, rec *outbox.ReceiptRecorder, pool func() *smpp.Pool) smpp.Handlers {
+// outboxsmpp), and answers USSD that comes through a bind with the USSD engine. engine
+// and pool return the running ones (they are built after the handlers).
+func smppHandlers(o *outbox.Store, rec *outbox.ReceiptRecorder, engine func() *ussd.Engine, pool func() *smpp.Pool) smpp.Handlers {
 	h := outboxsmpp.Handlers(o, rec)
-	h.USSD = smpp.USSDHandlerFunc(func(ctx context.Context, r smpp.USSDRequest) error {
-		if r.Op != smpp.PSSRIndication && r.Op != smpp.USSRConfirm {
-			return nil // a release or notification confirm: nothing to answer
-		}
-		_, err := pool().Send(ctx, &smpp.Message{To: r.From, From: r.To, MNO: r.MNO,
-			Text: "This service is not available yet. Please try again later.",
-			USSD: &smpp.USSDOp{Op: smpp.PSSRResponse, SessionInfo: r.SessionInfo}})
-		return err
-	})
+	h.USSD = ussdOverSMPP(engine, pool)
 	return h
 }

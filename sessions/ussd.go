@@ -1,0 +1,151 @@
+package sessions
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/mhero-health/mhero"
+	"github.com/valkey-io/valkey-go"
+)
+
+// USSD state. The engine (package ussd) owns what a session holds; this adapter keeps it
+// as an opaque value per worker and makes each hop atomic. The methods below give *Store
+// the method set of ussd.SessionStore (declared there; this package does not import ussd).
+//
+// Keys, under Prefix, for one worker (key is the worker's MSISDN):
+//
+//	ussd:{<key>}:s  the session state, with the session's TTL
+//	ussd:{<key>}:l  the lock a hop holds while it reads, changes and writes the state
+//	ussd:{<key>}:r  the worker's hop count in the current rate window
+//
+// The braces are a hash tag: a Valkey cluster keeps the three keys on one slot, which the
+// scripts need.
+var (
+	// ussdLockScript counts the hop (ARGV[3] > 0 is the limit; 0 means "a retry of the
+	// same hop, already counted") and, within the limit, takes the lock and returns the
+	// state: {count, locked (0/1), state or nil}. Over the limit it takes no lock.
+	ussdLockScript = valkey.NewLuaScript(`
+local n = 0
+local limit = tonumber(ARGV[3])
+if limit > 0 then
+	n = redis.call('INCR', KEYS[3])
+	if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[4]) end
+	if n > limit then return {n, 0, false} end
+end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {n, 0, false} end
+return {n, 1, redis.call('GET', KEYS[1])}`)
+	// ussdSaveScript writes the state and releases the lock, only for the lock's holder:
+	// a hop whose lock expired (and may have been taken by another) must not overwrite.
+	ussdSaveScript = valkey.NewLuaScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1`)
+	ussdUnlockScript = valkey.NewLuaScript(`
+if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
+return 0`)
+)
+
+// ussdLockPoll bounds how often a hop waiting for another hop of the same worker (a
+// gateway retry racing the original) asks again.
+const (
+	ussdLockPollMin = time.Millisecond
+	ussdLockPollMax = 16 * time.Millisecond
+)
+
+// ussdTokens makes lock tokens: unique across instances (a random prefix per process)
+// and within one (a counter), without a system call per hop.
+var ussdTokens = func() func() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	prefix := hex.EncodeToString(b) + "-"
+	var n atomic.Uint64
+	return func() string { return prefix + strconv.FormatUint(n.Add(1), 36) }
+}()
+
+func (s *Store) ussdKeys(key string) []string {
+	base := s.Prefix + "ussd:{" + key + "}:"
+	return []string{base + "s", base + "l", base + "r"}
+}
+
+func ussdMillis(d time.Duration) string {
+	return strconv.FormatInt(max(1, int64((d+time.Millisecond-1)/time.Millisecond)), 10)
+}
+
+// LockUSSD counts one hop for key in the current rate window of length window and
+// returns the count. When the count is within maxHops it also takes key's lock for hold
+// (waiting, until ctx ends, while another hop holds it) and returns the stored state (nil
+// when there is none) with the lock's token. Over the limit it takes no lock and token is
+// "". maxHops 0 disables the limit.
+func (s *Store) LockUSSD(ctx context.Context, key string, hold time.Duration, maxHops int, window time.Duration) (state []byte, token string, hops int, err error) {
+	token = ussdTokens()
+	keys := s.ussdKeys(key)
+	limit := max(maxHops, 0)
+	poll := ussdLockPollMin
+	for {
+		vals, err := ussdLockScript.Exec(ctx, s.client, keys,
+			[]string{token, ussdMillis(hold), strconv.Itoa(limit), ussdMillis(window)}).ToArray()
+		if err != nil {
+			return nil, "", hops, fmt.Errorf("ussd session %s: %w", mhero.MaskDigits(key), err)
+		}
+		if len(vals) != 3 {
+			return nil, "", hops, fmt.Errorf("ussd session %s: lock script answered %d values", mhero.MaskDigits(key), len(vals))
+		}
+		if limit > 0 {
+			n, _ := vals[0].AsInt64()
+			hops = int(n)
+			if hops > limit {
+				return nil, "", hops, nil
+			}
+			limit = 0 // counted once; the retries below only wait for the lock
+		}
+		if locked, _ := vals[1].AsInt64(); locked == 1 {
+			if vals[2].IsNil() {
+				return nil, token, hops, nil
+			}
+			state, err := vals[2].AsBytes()
+			if err != nil {
+				return nil, "", hops, fmt.Errorf("ussd session %s: %w", mhero.MaskDigits(key), err)
+			}
+			return state, token, hops, nil
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, "", hops, fmt.Errorf("ussd session %s: another hop holds it: %w", mhero.MaskDigits(key), ctx.Err())
+		case <-t.C:
+		}
+		poll = min(2*poll, ussdLockPollMax)
+	}
+}
+
+// SaveUSSD writes key's state with ttl and releases the lock token holds. It fails with
+// ECONFLICT, writing nothing, when the lock expired before the hop finished.
+func (s *Store) SaveUSSD(ctx context.Context, key, token string, state []byte, ttl time.Duration) error {
+	// BinaryString hands the bytes to the command without a copy; state is not changed
+	// while the command is in flight.
+	n, err := ussdSaveScript.Exec(ctx, s.client, s.ussdKeys(key)[:2],
+		[]string{token, valkey.BinaryString(state), ussdMillis(ttl)}).AsInt64()
+	if err != nil {
+		return fmt.Errorf("ussd session %s: save: %w", mhero.MaskDigits(key), err)
+	}
+	if n != 1 {
+		return mhero.Errorf(mhero.ECONFLICT, "USSD session lock expired before the hop was saved.")
+	}
+	return nil
+}
+
+// UnlockUSSD releases the lock token holds without changing the state; a lock that
+// expired or passed to another hop is left alone.
+func (s *Store) UnlockUSSD(ctx context.Context, key, token string) error {
+	if err := ussdUnlockScript.Exec(ctx, s.client, s.ussdKeys(key)[:2], []string{token}).Error(); err != nil {
+		return fmt.Errorf("ussd session %s: unlock: %w", mhero.MaskDigits(key), err)
+	}
+	return nil
+}

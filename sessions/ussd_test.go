@@ -1,0 +1,188 @@
+package sessions_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mhero-health/mhero"
+	"github.com/mhero-health/mhero/registry/registrytest"
+	"github.com/mhero-health/mhero/sessions"
+)
+
+func openStore(t *testing.T) *sessions.Store {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Valkey/Redis")
+	}
+	s, err := sessions.Open(t.Context(), registrytest.ValkeyURL(), registrytest.KeyPrefix(t))
+	if err != nil {
+		t.Fatalf("connect Valkey (run make deps): %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+const worker = "231886000001"
+
+func TestUSSDStateRoundTripsUnderTheLock(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	ctx := t.Context()
+
+	state, token, _, err := s.LockUSSD(ctx, worker, time.Second, 0, time.Minute)
+	if err != nil || token == "" {
+		t.Fatalf("LockUSSD on a new worker = token %q, %v", token, err)
+	}
+	if state != nil {
+		t.Errorf("LockUSSD on a new worker returned state %q, want nil", state)
+	}
+	if err := s.SaveUSSD(ctx, worker, token, []byte("step 1"), time.Minute); err != nil {
+		t.Fatalf("SaveUSSD: %v", err)
+	}
+	state, token, _, err = s.LockUSSD(ctx, worker, time.Second, 0, time.Minute)
+	if err != nil || !bytes.Equal(state, []byte("step 1")) {
+		t.Fatalf("LockUSSD after save = %q, %v; want the saved state", state, err)
+	}
+	if err := s.UnlockUSSD(ctx, worker, token); err != nil {
+		t.Fatalf("UnlockUSSD: %v", err)
+	}
+	// Another worker's state is separate.
+	other, token2, _, err := s.LockUSSD(ctx, "231886000002", time.Second, 0, time.Minute)
+	if err != nil || other != nil {
+		t.Errorf("another worker's LockUSSD = %q, %v; want no state", other, err)
+	}
+	_ = s.UnlockUSSD(ctx, "231886000002", token2)
+}
+
+func TestLockUSSDWaitsForTheHopThatHoldsIt(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	ctx := t.Context()
+	_, first, _, err := s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// While the first hop holds the lock, a second one gives up when its context ends.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, tok, _, err := s.LockUSSD(short, worker, time.Minute, 0, time.Minute); err == nil {
+		t.Fatalf("a second LockUSSD got token %q while the first held the lock", tok)
+	}
+
+	// Once the first saves, the waiting hop gets the lock and sees what it saved.
+	type result struct {
+		state []byte
+		token string
+		err   error
+	}
+	got := make(chan result, 1)
+	go func() {
+		st, tok, _, err := s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
+		got <- result{st, tok, err}
+	}()
+	if err := s.SaveUSSD(ctx, worker, first, []byte("first"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.err != nil || string(r.state) != "first" {
+		t.Fatalf("waiting LockUSSD = %q, %v; want the first hop's state", r.state, r.err)
+	}
+	if err := s.UnlockUSSD(ctx, worker, r.token); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSaveUSSDRefusesAHopThatLostItsLock(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	ctx := t.Context()
+	_, token, _, err := s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveUSSD(ctx, worker, token, []byte("kept"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// The same token again: the lock was released by the save, so this hop no longer
+	// holds it and must not overwrite.
+	err = s.SaveUSSD(ctx, worker, token, []byte("stale"), time.Minute)
+	if mhero.ErrorCode(err) != mhero.ECONFLICT {
+		t.Fatalf("SaveUSSD with a released token = %v, want ECONFLICT", err)
+	}
+	// Unlocking with a stale token leaves another hop's lock alone.
+	_, holder, _, err := s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnlockUSSD(ctx, worker, token); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, tok, _, err := s.LockUSSD(short, worker, time.Minute, 0, time.Minute); err == nil {
+		t.Fatalf("a stale unlock released the holder's lock (got token %q)", tok)
+	}
+	state, _, _, err := func() ([]byte, string, int, error) {
+		if err := s.UnlockUSSD(ctx, worker, holder); err != nil {
+			return nil, "", 0, err
+		}
+		return s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
+	}()
+	if err != nil || string(state) != "kept" {
+		t.Errorf("state after a refused save = %q, %v; want %q", state, err, "kept")
+	}
+}
+
+func TestLockUSSDCountsHopsAgainstTheLimit(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	ctx := t.Context()
+	const limit = 3
+	for i := 1; i <= limit; i++ {
+		_, token, hops, err := s.LockUSSD(ctx, worker, time.Minute, limit, time.Minute)
+		if err != nil || token == "" || hops != i {
+			t.Fatalf("hop %d: token %q, hops %d, err %v; want a lock and count %d", i, token, hops, err, i)
+		}
+		if err := s.UnlockUSSD(ctx, worker, token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state, token, hops, err := s.LockUSSD(ctx, worker, time.Minute, limit, time.Minute)
+	if err != nil || token != "" || state != nil || hops != limit+1 {
+		t.Fatalf("hop over the limit: token %q, hops %d, err %v; want no lock and count %d", token, hops, err, limit+1)
+	}
+	// No lock was taken: an unlimited hop gets it at once.
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, token, _, err := s.LockUSSD(short, worker, time.Minute, 0, time.Minute); err != nil || token == "" {
+		t.Fatalf("lock after a refused hop: %q, %v", token, err)
+	}
+	// Other workers have their own count.
+	if _, token, hops, err := s.LockUSSD(ctx, "231886000009", time.Minute, limit, time.Minute); err != nil || token == "" || hops != 1 {
+		t.Errorf("another worker: token %q, hops %d, err %v; want its first hop", token, hops, err)
+	}
+}
+
+func TestUSSDStateExpiresWithItsTTL(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	ctx := t.Context()
+	_, token, _, err := s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A TTL of one millisecond: the state is gone by the time anyone asks (Redis checks
+	// expiry on access, so this does not depend on timing beyond 1 ms passing).
+	if err := s.SaveUSSD(ctx, worker, token, []byte("short-lived"), time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	state, token, _, err := s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
+	if err != nil || state != nil {
+		t.Errorf("state after its TTL = %q, %v; want none", state, err)
+	}
+	_ = s.UnlockUSSD(ctx, worker, token)
+}

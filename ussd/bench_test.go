@@ -1,0 +1,230 @@
+package ussd_test
+
+import (
+	"context"
+	"flag"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mhero-health/mhero"
+	"github.com/mhero-health/mhero/ussd"
+	"github.com/mhero-health/mhero/ussd/ussdtest"
+)
+
+// concurrentSessions is how many workers are mid-report at any moment; gatewayConns is
+// how many HTTP connections the aggregator spreads them over.
+const (
+	concurrentSessions = 1000
+	gatewayConns       = 64
+)
+
+// stockReport is one complete session: dial, Stock report, ORS, 40 on hand, Send.
+var stockReport = []string{"1", "1", "40", "1"}
+
+// pacedRate is the hops/s the paced sessions offer together (go test ... -args -hops-rate=N).
+var pacedRate = flag.Int("hops-rate", 10_000, "hops per second the paced benchmark sessions offer together")
+
+// BenchmarkStockReportSessions runs complete stock-report sessions through the Africa's
+// Talking gateway: a real net/http server on loopback, real Valkey, 1,000 sessions in
+// flight at once, each worker a distinct phone. One op is 1,000 sessions (5,000 hops).
+// It reports hops/s, hop latency (p50, p99) and checks that every session's report was
+// submitted exactly once.
+//
+//   - saturated: each session sends its next hop as soon as it has the answer; the
+//     server's throughput, with latency as queueing at that load makes it.
+//   - paced: each session waits so that the 1,000 together offer 10,000 hops/s (or
+//     -hops-rate), as people reading screens would: the latency at that load. When the
+//     server cannot keep up, hops queue and latency grows; hops/s shows how far it got.
+//
+// go test -run '^$' -bench BenchmarkStockReportSessions -benchtime 10x ./ussd
+func BenchmarkStockReportSessions(b *testing.B) {
+	b.Run("saturated", func(b *testing.B) { benchSessions(b, 0) })
+	b.Run("paced", func(b *testing.B) { benchSessions(b, concurrentSessions*time.Second/time.Duration(max(*pacedRate, 1))) })
+}
+
+func benchSessions(b *testing.B, every time.Duration) {
+	e := newEnv(b)
+	e.Dir.Generate = func(m mhero.MSISDN) *mhero.Worker {
+		return &mhero.Worker{ID: 1, Name: "Bench Worker", MSISDN: m, Cadre: "chw", FacilityID: 1, Language: "en", Active: true}
+	}
+	// An aggregator carries its sessions' hops over a pool of keep-alive connections,
+	// not one connection per session.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		MaxConnsPerHost: gatewayConns, MaxIdleConnsPerHost: gatewayConns, IdleConnTimeout: time.Minute}}
+	defer client.CloseIdleConnections()
+
+	total := b.N * concurrentSessions
+	var (
+		next     atomic.Int64
+		failures atomic.Int64
+		firstErr atomic.Value
+		mu       sync.Mutex
+		all      []time.Duration
+		wg       sync.WaitGroup
+	)
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	for range concurrentSessions {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, 64)
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= total {
+					break
+				}
+				if err := oneStockReport(client, e.URL, i, every, &lat); err != "" {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	if n := failures.Load(); n > 0 {
+		b.Fatalf("%d of %d sessions failed; first: %v", n, total, firstErr.Load())
+	}
+	// Exactly once: every session (one phone each) has one submit call, none has two.
+	perPhone := map[mhero.MSISDN]int{}
+	for _, c := range e.Actions["stock.submit"].Calls() {
+		perPhone[c.Worker.MSISDN]++
+	}
+	lost, doubled := total-len(perPhone), 0
+	for _, n := range perPhone {
+		if n > 1 {
+			doubled++
+		}
+	}
+	if lost != 0 || doubled != 0 {
+		b.Errorf("%d sessions: %d reports lost, %d submitted more than once", total, lost, doubled)
+	}
+	slices.Sort(all)
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "hops/s")
+	b.ReportMetric(ms(all[len(all)/2]), "p50-ms")
+	b.ReportMetric(ms(all[len(all)*99/100]), "p99-ms")
+	b.ReportMetric(float64(lost), "lost")
+	b.ReportMetric(float64(doubled), "doubled")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(len(all))/1e3, "cpu-µs/hop")
+}
+
+// cpuTime is the process's user and system CPU time so far, in nanoseconds: what a hop
+// costs this process (server and load generator together) whatever else the machine runs.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// oneStockReport runs session i and appends each hop's latency; it returns what went
+// wrong, if anything (never calling b.Fatal off the benchmark's goroutine).
+func oneStockReport(client *http.Client, url string, i int, every time.Duration, lat *[]time.Duration) string {
+	s, err := ussdtest.NewSession("africastalking", url, "bench-"+strconv.Itoa(i), ussdtest.Phone(i), "")
+	if err != nil {
+		return err.Error()
+	}
+	var due time.Time
+	if every > 0 {
+		// A random phase, so the sessions' hops do not arrive in lockstep.
+		due = time.Now().Add(rand.N(every))
+	}
+	for hop := 0; hop <= len(stockReport); hop++ {
+		if every > 0 {
+			time.Sleep(time.Until(due))
+			due = due.Add(every)
+		}
+		var req *http.Request
+		if hop == 0 {
+			req = s.Dial("")
+		} else {
+			req = s.Answer(stockReport[hop-1])
+		}
+		t0 := time.Now()
+		rep, err := ussdtest.Do(client, s, req)
+		*lat = append(*lat, time.Since(t0))
+		switch {
+		case err != nil:
+			return err.Error()
+		case hop < len(stockReport) && rep.End:
+			return "hop " + strconv.Itoa(hop) + " ended the session: " + rep.Text
+		case hop == len(stockReport) && !strings.HasPrefix(rep.Text, "Thank you."):
+			return "last hop: " + rep.Text
+		}
+	}
+	return ""
+}
+
+// memStore is a SessionStore in memory, for measuring the engine alone: no network, no
+// Valkey. It keeps no locks (the benchmark runs one session at a time per worker).
+type memStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *memStore) LockUSSD(_ context.Context, key string, _ time.Duration, _ int, _ time.Duration) ([]byte, string, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[key], "t", 1, nil
+}
+
+func (s *memStore) SaveUSSD(_ context.Context, key, _ string, state []byte, _ time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[key] = state
+	return nil
+}
+
+func (s *memStore) UnlockUSSD(context.Context, string, string) error { return nil }
+func (s *memStore) Ping(context.Context) error                       { return nil }
+
+// BenchmarkEngineHop is the engine's own cost per hop (decode, menu step, render, encode)
+// over complete stock reports, without HTTP or Valkey.
+func BenchmarkEngineHop(b *testing.B) {
+	menus := mustMenus(b)
+	rec := &ussdtest.Recorder{Prefix: "SR-"}
+	dir := ussdtest.NewDirectory(nil, testFacilities)
+	dir.Generate = func(m mhero.MSISDN) *mhero.Worker {
+		return &mhero.Worker{ID: 1, Name: "Bench Worker", MSISDN: m, FacilityID: 1, Language: "en", Active: true}
+	}
+	eng, err := ussd.NewEngine(ussd.Config{Menus: menus, Sessions: &memStore{m: map[string][]byte{}}, Directory: dir,
+		Actions:     map[string]ussd.Action{"stock.submit": rec, "referral.submit": rec, "details.submit": rec, "language.submit": rec},
+		Sources:     map[string]ussd.Source{"facilities": ussdtest.Choices(nearbyFacilities...), "cadres": ussdtest.Choices(testCadres...), "inbox": inbox},
+		Commodities: testCommodities})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	hops := 0
+	for i := 0; b.Loop(); i++ {
+		id, phone := "b-"+strconv.Itoa(i), mhero.MSISDN(strings.TrimPrefix(ussdtest.Phone(i), "+"))
+		text := ""
+		for hop := 0; hop <= len(stockReport); hop++ {
+			if hop > 0 {
+				text = strings.TrimPrefix(text+"*"+stockReport[hop-1], "*")
+			}
+			rep := eng.Handle(ctx, ussd.Request{SessionID: id, MSISDN: phone, Input: ussd.CumulativeText(text)})
+			if hop == len(stockReport) && !rep.End {
+				b.Fatalf("session %d did not finish: %q", i, rep.Text)
+			}
+			hops++
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(hops), "ns/hop")
+}

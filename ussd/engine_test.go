@@ -1,0 +1,347 @@
+package ussd_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mhero-health/mhero"
+	"github.com/mhero-health/mhero/registry/registrytest"
+	"github.com/mhero-health/mhero/sessions"
+	"github.com/mhero-health/mhero/ussd"
+	"github.com/mhero-health/mhero/ussd/ussdtest"
+)
+
+// toConfirm walks a stock report to its confirm screen: ORS, 40 on hand.
+func toConfirm(t *testing.T, e *env, s ussdtest.Session) {
+	t.Helper()
+	for _, req := range []func() ussd.Reply{
+		func() ussd.Reply { return e.do(t, s, s.Dial("")) },
+		func() ussd.Reply { return e.do(t, s, s.Answer("1")) },
+		func() ussd.Reply { return e.do(t, s, s.Answer("1")) },
+	} {
+		if rep := req(); rep.End {
+			t.Fatalf("session ended early: %q", rep.Text)
+		}
+	}
+	if rep := e.do(t, s, s.Answer("40")); !strings.HasPrefix(rep.Text, "Send this report?") {
+		t.Fatalf("want the confirm screen, got %q", rep.Text)
+	}
+}
+
+func TestConcurrentRetriesOfTheConfirmHopSubmitOnce(t *testing.T) {
+	t.Parallel()
+	for _, gateway := range []string{"africastalking", "jsonop"} {
+		t.Run(gateway, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			s := e.session(t, gateway, "race-1", "+231886000001")
+			toConfirm(t, e, s)
+			s.Answer("1") // build the confirm hop once; every copy below is the same request
+			confirm := s.Len() - 1
+
+			const copies = 20
+			replies := make(chan ussd.Reply, copies)
+			errs := make(chan error, copies)
+			var wg sync.WaitGroup
+			for range copies {
+				wg.Go(func() {
+					rep, err := ussdtest.Do(e.Client, s, s.Hop(confirm))
+					if err != nil {
+						errs <- err
+						return
+					}
+					replies <- rep
+				})
+			}
+			wg.Wait()
+			close(replies)
+			close(errs)
+			for err := range errs {
+				t.Fatalf("hop: %v", err)
+			}
+			for rep := range replies {
+				if want := "Thank you. Your stock report is recorded. Reference: SR-0001"; rep.Text != want || !rep.End {
+					t.Errorf("a copy of the confirm hop got %q (end %v), want END %q", rep.Text, rep.End, want)
+				}
+			}
+			if n := len(e.Actions["stock.submit"].Calls()); n != 1 {
+				t.Errorf("stock.submit ran %d times for %d copies of one hop, want once", n, copies)
+			}
+		})
+	}
+}
+
+// proxy forwards TCP to Valkey until cut: a way to take Valkey down under a live client
+// without touching the shared server.
+type proxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	conns  []net.Conn
+	target string
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *proxy) cut() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func TestValkeyDownAnswersBusyAndLosesNothing(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs Valkey/Redis")
+	}
+	u, err := url.Parse(registrytest.ValkeyURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, u.Host)
+	proxied := *u
+	proxied.Host = p.ln.Addr().String()
+	prefix := registrytest.KeyPrefix(t)
+	viaProxy, err := sessions.Open(t.Context(), proxied.String(), prefix)
+	if err != nil {
+		t.Fatalf("connect Valkey through the proxy: %v", err)
+	}
+	t.Cleanup(viaProxy.Close)
+	down := newEnv(t, func(c *ussd.Config) { c.Sessions = viaProxy })
+
+	s := down.session(t, "africastalking", "down-1", "+231886000001")
+	toConfirm(t, down, s)
+	p.cut()
+
+	// The confirm hop while Valkey is unreachable: a clear end screen, no report.
+	rep := down.do(t, s, s.Answer("1"))
+	if want := "Service busy. Please try again in a few minutes."; !rep.End || rep.Text != want {
+		t.Errorf("hop with Valkey down = %q (end %v), want END %q", rep.Text, rep.End, want)
+	}
+	if err := down.Engine.Ping(t.Context()); err == nil {
+		t.Error("Ping succeeded with Valkey down; readiness must fail")
+	}
+	if n := len(down.Actions["stock.submit"].Calls()); n != 0 {
+		t.Errorf("stock.submit ran %d times while the session could not be saved", n)
+	}
+
+	// Valkey back: the gateway's retry of the same hop finds the session where it was
+	// and submits once.
+	direct, err := sessions.Open(t.Context(), registrytest.ValkeyURL(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(direct.Close)
+	up := newEnv(t, func(c *ussd.Config) { c.Sessions = direct })
+	s2 := up.session(t, "africastalking", "down-1", "+231886000001")
+	for _, in := range []string{"1", "1", "40"} { // build the same cumulative text; send only the last
+		s2.Answer(in)
+	}
+	rep = up.do(t, s2, s2.Answer("1"))
+	if want := "Thank you. Your stock report is recorded. Reference: SR-0001"; rep.Text != want {
+		t.Errorf("the retried hop after Valkey returned = %q, want %q", rep.Text, want)
+	}
+	if n := len(up.Actions["stock.submit"].Calls()); n != 1 {
+		t.Errorf("stock.submit ran %d times, want once", n)
+	}
+}
+
+func TestRateLimitEndsAFloodingHandset(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *ussd.Config) { c.RateLimit = 3 })
+	s := e.session(t, "africastalking", "flood-1", "+231886000001")
+	for i, in := range []string{"", "1", "1"} {
+		req := s.Dial("")
+		if i > 0 {
+			req = s.Answer(in)
+		}
+		if rep := e.do(t, s, req); rep.End {
+			t.Fatalf("hop %d within the limit ended the session: %q", i+1, rep.Text)
+		}
+	}
+	rep := e.do(t, s, s.Answer("40"))
+	if want := "Too many requests from this phone. Please wait a minute and dial again."; !rep.End || rep.Text != want {
+		t.Errorf("hop over the limit = %q (end %v), want END %q", rep.Text, rep.End, want)
+	}
+	// Another worker is not affected.
+	other := e.session(t, "africastalking", "flood-2", "+231886000002")
+	if rep := e.do(t, other, other.Dial("")); rep.End {
+		t.Errorf("another worker was limited too: %q", rep.Text)
+	}
+}
+
+func TestAFailedActionKeepsTheWorkerOnTheConfirmScreen(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		hint string
+	}{
+		{"refused", mhero.Errorf(mhero.EVALIDATION, "Unknown commodity."), "Not sent: please check your answers."},
+		{"unavailable", errors.New("connection refused"), "Not sent: service busy. Try again."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			rec := e.Actions["stock.submit"]
+			rec.Fail = tt.err
+			s := e.session(t, "africastalking", "fail-"+tt.name, "+231886000001")
+			toConfirm(t, e, s)
+			rep := e.do(t, s, s.Answer("1"))
+			if rep.End || !strings.HasPrefix(rep.Text, tt.hint+"\nSend this report?") {
+				t.Fatalf("after a failed action = %q (end %v), want the confirm screen under %q", rep.Text, rep.End, tt.hint)
+			}
+			rec.Fail = nil // the database is back; the worker presses Send again
+			rep = e.do(t, s, s.Answer("1"))
+			if !rep.End || !strings.Contains(rep.Text, "Reference: SR-0001") {
+				t.Errorf("second try = %q, want the thank-you screen", rep.Text)
+			}
+			if n := len(rec.Calls()); n != 2 {
+				t.Errorf("stock.submit called %d times, want 2 (the failure and the success)", n)
+			}
+			if calls := rec.Calls(); calls[0].Key == calls[1].Key {
+				t.Errorf("both attempts had key %q: a new answer needs a new idempotency key", calls[0].Key)
+			}
+		})
+	}
+}
+
+func TestAFailingSourceEndsBusyAndTheSessionResumes(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	broken := true
+	e := newEnv(t, func(c *ussd.Config) {
+		c.Sources["facilities"] = ussd.SourceFunc(func(ctx context.Context, r ussd.SourceRequest) ([]ussd.Choice, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if broken {
+				return nil, errors.New("database down")
+			}
+			return []ussd.Choice{{Value: "PHB", Label: "Phebe Hospital"}}, nil
+		})
+	})
+	s := e.session(t, "africastalking", "src-1", "+231886000001")
+	e.do(t, s, s.Dial(""))
+	e.do(t, s, s.Answer("3"))
+	rep := e.do(t, s, s.Answer("2"))
+	if want := "Service busy. Please try again in a few minutes."; !rep.End || rep.Text != want {
+		t.Fatalf("source down = %q (end %v), want END %q", rep.Text, rep.End, want)
+	}
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	s = e.session(t, "africastalking", "src-2", "+231886000001")
+	if rep := e.do(t, s, s.Dial("")); !strings.HasPrefix(rep.Text, "You did not finish") {
+		t.Fatalf("next dial = %q, want the resume question", rep.Text)
+	}
+	if rep := e.do(t, s, s.Answer("1")); rep.Text != "Your facility?\n1. Phebe Hospital\n0. Back" {
+		t.Errorf("resumed screen = %q, want the facility list", rep.Text)
+	}
+}
+
+func TestAnUnreadableStateStartsAfresh(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	// What an older version, or a bit flip, might have left.
+	_, token, _, err := e.Store.LockUSSD(ctx, "231886000001", time.Second, 0, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Store.SaveUSSD(ctx, "231886000001", token, []byte(`{"ver":0,"gs":"x"`), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	s := e.session(t, "africastalking", "garbled-1", "+231886000001")
+	if rep := e.do(t, s, s.Dial("")); rep.End || !strings.HasPrefix(rep.Text, "mHero\n1. Stock report") {
+		t.Errorf("dial over an unreadable state = %q, want the main menu", rep.Text)
+	}
+}
+
+func TestAJSONGatewayGapIsApplied(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.session(t, "jsonop", "gap-1", "+231886000001").(*ussdtest.JSONOp)
+	e.do(t, s, s.Dial(""))
+	s.Answer("1") // hop 2 is lost on the way
+	// Hop 3 names its position; the engine applies it where the gateway says it is,
+	// to the screen on show (the lost input never arrived).
+	rep := e.do(t, s, s.Answer("1"))
+	if !strings.HasPrefix(rep.Text, "Stock report. Which commodity?") {
+		t.Errorf("after a lost hop = %q, want the input applied to the main menu", rep.Text)
+	}
+	// The lost hop turning up late is answered from what the session holds now.
+	if rep := e.do(t, s, s.Hop(1)); !strings.HasPrefix(rep.Text, "Stock report. Which commodity?") {
+		t.Errorf("the lost hop arriving late = %q, want the current screen", rep.Text)
+	}
+}
+
+func TestNewEngineNamesWhatTheMenusLack(t *testing.T) {
+	_, err := ussd.NewEngine(ussd.Config{Menus: mustMenus(t), Sessions: (*sessions.Store)(nil),
+		Directory: ussdtest.NewDirectory(nil, nil), Actions: map[string]ussd.Action{}})
+	if err == nil {
+		t.Fatal("NewEngine accepted menus whose actions and sources are missing")
+	}
+	for _, want := range []string{`action "stock.submit"`, `action "referral.submit"`, `source "facilities"`, `source "commodities"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("NewEngine error does not name %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestAPanickingActionEndsBusyAndReleasesTheSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *ussd.Config) {
+		c.Actions["stock.submit"] = ussd.ActionFunc(func(context.Context, ussd.ActionRequest) (map[string]string, error) {
+			panic("a bug in an action")
+		})
+	})
+	s := e.session(t, "africastalking", "panic-1", "+231886000001")
+	toConfirm(t, e, s)
+	if rep := e.do(t, s, s.Answer("1")); !rep.End || !strings.HasPrefix(rep.Text, "Service busy") {
+		t.Fatalf("hop whose action panicked = %q (end %v), want END service busy", rep.Text, rep.End)
+	}
+	// The lock was released and the state left as it was: the next dial offers to resume
+	// at once (a held lock would make it wait out its hold and answer busy).
+	s2 := e.session(t, "africastalking", "panic-2", "+231886000001")
+	if rep := e.do(t, s2, s2.Dial("")); !strings.HasPrefix(rep.Text, "You did not finish") {
+		t.Errorf("next dial = %q, want the resume question", rep.Text)
+	}
+}
