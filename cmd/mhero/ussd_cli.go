@@ -74,7 +74,7 @@ func runPhoneCmd(ctx context.Context, cfg Config, args []string, stdout io.Write
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if *msisdn == "" {
-		return fmt.Errorf("%w: mhero phone --msisdn NUMBER [--code *384*12#] [--url http://127.0.0.1:8080], or mhero phone NUMBER...", errUsage)
+		return fmt.Errorf("%w: mhero phone --msisdn NUMBER [--code *384*12#] [--url http://127.0.0.1:8080] (or mhero phone NUMBER to check numbers)", errUsage)
 	}
 	m, err := registry.ParseMSISDN(*msisdn, cfg.File.Country)
 	if err != nil {

@@ -123,7 +123,9 @@ func TestUSSDFlowsEndToEnd(t *testing.T) {
 	}
 	choice := strings.TrimSpace(last[strings.LastIndex(last[:i], "\n")+1 : i])
 	choice = strings.TrimSuffix(choice, ".")
-	last = atHop(t, base, "s2", "+231886123456", "2*2*1*1*1*"+choice)
+	if confirm := atHop(t, base, "s2", "+231886123456", "2*2*1*1*1*"+choice); !strings.Contains(confirm, "Tubmanburg") {
+		t.Errorf("confirmation screen = %q", confirm)
+	}
 	last = atHop(t, base, "s2", "+231886123456", "2*2*1*1*1*"+choice+"*1")
 	rref := regexp.MustCompile(`R-[0-9A-Z]+`).FindString(last)
 	if !strings.HasPrefix(last, "END ") || rref == "" {
