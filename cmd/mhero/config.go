@@ -15,6 +15,7 @@ import (
 
 	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/registry"
+	"github.com/mhero-health/mhero/reports"
 	"github.com/mhero-health/mhero/smpp"
 	"github.com/mhero-health/mhero/ussd"
 	"go.yaml.in/yaml/v3"
@@ -45,6 +46,11 @@ type File struct {
 	// TimeZone is the deployment's IANA time zone (quiet hours, schedules); default UTC.
 	TimeZone  string          `yaml:"time_zone"`
 	Messaging MessagingConfig `yaml:"messaging"`
+	SMS       SMSConfig       `yaml:"sms"`
+	// DHIS2 exports aggregated stock to DHIS2 (optional).
+	DHIS2 *reports.DHIS2Config `yaml:"dhis2"`
+	// IHRIS keeps the registry in step with iHRIS's FHIR server (optional).
+	IHRIS *registry.MCSDConfig `yaml:"ihris"`
 
 	zone  *time.Location
 	quiet outbox.QuietHours
@@ -82,8 +88,9 @@ type GatewayConfig struct {
 
 // Commodity is one item workers report stock of, named in every menu language.
 type Commodity struct {
-	Code string            `yaml:"code"`
-	Name map[string]string `yaml:"name"`
+	Code    string            `yaml:"code"`
+	Name    map[string]string `yaml:"name"`
+	Aliases []string          `yaml:"aliases"` // other words workers type for it in an SMS ("SRO")
 }
 
 // DefaultConfig is a loopback development setup.
@@ -232,6 +239,21 @@ func (f *File) parse(r io.Reader, getenv func(string) string) error {
 		seen[strings.ToLower(c.Code)] = true
 		if len(c.Name) == 0 {
 			errs = append(errs, fmt.Errorf("commodities[%d] %q: needs a name in at least one language", i, c.Code))
+		}
+	}
+	if f.DHIS2 != nil {
+		if err := f.DHIS2.Validate(getenv); err != nil {
+			errs = append(errs, err)
+		}
+		for code := range f.DHIS2.Commodities {
+			if !seen[strings.ToLower(code)] {
+				errs = append(errs, fmt.Errorf("dhis2.commodities: %q is not one of the commodities", code))
+			}
+		}
+	}
+	if f.IHRIS != nil {
+		if err := f.IHRIS.Validate(getenv); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

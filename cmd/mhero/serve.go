@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,6 +19,7 @@ import (
 	"github.com/mhero-health/mhero/reports"
 	"github.com/mhero-health/mhero/sessions"
 	"github.com/mhero-health/mhero/smpp"
+	"github.com/mhero-health/mhero/sms"
 	"github.com/mhero-health/mhero/ussd"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -50,6 +52,14 @@ type App struct {
 	registry     *registry.Store
 	reports      *reports.Store
 	ussd         *ussd.Engine
+	sms          *sms.Store
+	smsProc      *sms.Processor
+	stopSMS      context.CancelFunc
+	smsDone      chan struct{}
+	pusher       *reports.Pusher
+	syncer       *registry.Syncer
+	stopJobs     context.CancelFunc
+	jobs         sync.WaitGroup
 	outbox       *outbox.Store
 	api          *api.Server
 	http         *http.Server
@@ -80,8 +90,23 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if err := a.reports.SyncCommodities(ctx, reportCommodities(cfg.File.Commodities)); err != nil {
 		return nil, fmt.Errorf("commodities: %w", err)
 	}
+	a.reports.TimeZone = cfg.File.zone // periods and push times in the country's time
+	if cfg.File.DHIS2 != nil {
+		if a.pusher, err = reports.NewPusher(a.reports, *cfg.File.DHIS2, nil, log.With("comp", "dhis2")); err != nil {
+			return nil, fmt.Errorf("dhis2: %w", err)
+		}
+	}
+	if cfg.File.IHRIS != nil {
+		if a.syncer, err = registry.NewSyncer(a.registry, *cfg.File.IHRIS, nil, log.With("comp", "ihris")); err != nil {
+			return nil, fmt.Errorf("ihris: %w", err)
+		}
+	}
 	a.outbox = outbox.NewStore(a.db, log.With("comp", "outbox"))
 	a.outbox.Quiet, a.outbox.Currency, a.outbox.Audit = cfg.File.quiet, cfg.File.Currency, registry.Audit
+	// Before the pool: its MO handler wakes the inbound processor.
+	if err := a.newSMS(cfg, log.With("comp", "sms")); err != nil {
+		return nil, fmt.Errorf("sms: %w", err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -99,7 +124,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			a.receipts.Run(rctx)
 		}()
 		a.smpp, err = smpp.NewPool(cfg.File.SMSC, smppHandlers(a.outbox, a.receipts,
-			func() *ussd.Engine { return a.ussd }, func() *smpp.Pool { return a.smpp }), log, reg)
+			func() *ussd.Engine { return a.ussd }, func() *smpp.Pool { return a.smpp }, a.smsProc.Wake), log, reg)
 		if err != nil {
 			return nil, fmt.Errorf("smpp: %w", err)
 		}
@@ -118,6 +143,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	a.api = api.New(api.Options{Auth: a.registry, Log: log, Metrics: reg, Gatherer: reg, Ready: a.readyChecks()})
 	a.registry.Routes(a.api)
 	a.reports.Routes(a.api)
+	a.reports.ExportRoutes(a.api, a.pusher)
+	a.registry.SyncRoutes(a.api, a.syncer)
+	var jctx context.Context
+	jctx, a.stopJobs = context.WithCancel(context.WithoutCancel(ctx))
+	if a.pusher != nil {
+		a.jobs.Go(func() { _ = a.pusher.Run(jctx) })
+	}
+	if a.syncer != nil {
+		a.jobs.Go(func() { _ = a.syncer.Run(jctx) })
+	}
 	var wake func()
 	if a.smpp != nil {
 		// The dispatcher outlives Start's context: Close stops it, after HTTP and before
@@ -136,6 +171,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if err := a.startUSSD(cfg, log.With("comp", "ussd"), wake); err != nil {
 		return nil, fmt.Errorf("ussd: %w", err)
 	}
+	a.sms.Routes(a.api, wake)
+	a.startSMS(ctx, cfg, wake)
 
 	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
@@ -204,6 +241,24 @@ func (a *App) Close(ctx context.Context) error {
 		}
 		if err := <-a.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
+		}
+	}
+	if a.stopSMS != nil {
+		a.stopSMS() // the batches in hand commit, then the processor and scheduler return
+		select {
+		case <-a.smsDone:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("sms: still handling at the shutdown bound: %w", ctx.Err()))
+		}
+	}
+	if a.stopJobs != nil {
+		a.stopJobs() // a push or sync in flight is recorded as cancelled
+		jobsDone := make(chan struct{})
+		go func() { a.jobs.Wait(); close(jobsDone) }()
+		select {
+		case <-jobsDone:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("dhis2/ihris: still running at the shutdown bound: %w", ctx.Err()))
 		}
 	}
 	if a.stopDispatch != nil {

@@ -196,8 +196,10 @@ func (a *App) startUSSD(cfg Config, log *slog.Logger, wake func()) error {
 	for i, c := range cfg.File.Commodities {
 		commodities[i] = ussd.Commodity{Code: c.Code, Name: c.Name}
 	}
+	actions, sources := ussdActions(a.registry, a.reports, a.outbox, wake), ussdSources(a.registry, a.outbox)
+	sources["surveys"], actions["survey.answer"] = surveyUSSD(a.sms)
 	a.ussd, err = ussd.NewEngine(ussd.Config{Menus: menus, Sessions: a.sessions, Directory: a.registry,
-		Actions: ussdActions(a.registry, a.reports, a.outbox, wake), Sources: ussdSources(a.registry, a.outbox),
+		Actions: actions, Sources: sources,
 		Commodities: commodities, ScreenLimit: u.ScreenLimit, SessionTTL: u.SessionTTL, RateLimit: u.RateLimit,
 		Location: cfg.File.zone, Log: log})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/reports"
 	"github.com/mhero-health/mhero/smpp"
+	"github.com/mhero-health/mhero/sms"
 	"github.com/mhero-health/mhero/ussd"
 )
 
@@ -23,7 +24,10 @@ func migrateAll(ctx context.Context, url string, log *slog.Logger) error {
 	if err := registry.MigrateFS(ctx, url, outbox.Migrations(), "goose_outbox_version", log); err != nil {
 		return err
 	}
-	return registry.MigrateFS(ctx, url, reports.Migrations(), "goose_reports_version", log)
+	if err := registry.MigrateFS(ctx, url, reports.Migrations(), "goose_reports_version", log); err != nil {
+		return err
+	}
+	return registry.MigrateFS(ctx, url, sms.Migrations(), "goose_sms_version", log)
 }
 
 // reportCommodities is the configuration's commodity list as the reports store keeps it:
@@ -46,8 +50,16 @@ func reportCommodities(list []Commodity) []reports.Commodity {
 // smppHandlers stores what the SMSCs send before the pool acknowledges it (see
 // outboxsmpp), and answers USSD that comes through a bind with the USSD engine. engine
 // and pool return the running ones (they are built after the handlers).
-func smppHandlers(o *outbox.Store, rec *outbox.ReceiptRecorder, engine func() *ussd.Engine, pool func() *smpp.Pool) smpp.Handlers {
+func smppHandlers(o *outbox.Store, rec *outbox.ReceiptRecorder, engine func() *ussd.Engine, pool func() *smpp.Pool, stored func()) smpp.Handlers {
 	h := outboxsmpp.Handlers(o, rec)
+	store := h.MO
+	h.MO = smpp.MOHandlerFunc(func(ctx context.Context, m smpp.MO) error {
+		err := store.HandleMO(ctx, m)
+		if err == nil {
+			stored() // the inbound processor handles it now rather than at its next poll
+		}
+		return err
+	})
 	h.USSD = ussdOverSMPP(engine, pool)
 	return h
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/mhero-health/mhero/outbox"
 	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/reports"
+	"github.com/mhero-health/mhero/sms"
 )
 
 // DefaultDatabaseURL is the admin connection used to create test databases when
@@ -125,6 +126,7 @@ func schemas() []struct {
 		{"goose_db_version", registry.Migrations()},
 		{"goose_outbox_version", outbox.Migrations()},
 		{"goose_reports_version", reports.Migrations()},
+		{"goose_sms_version", sms.Migrations()},
 	}
 }
 
