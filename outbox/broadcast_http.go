@@ -19,6 +19,7 @@ import (
 //	GET  /broadcasts                 list, newest first
 //	GET  /broadcasts/{id}            progress: counts by state, rates, cost
 //	GET  /broadcasts/{id}/messages   per recipient (JSON pages, or CSV: all of them, streamed)
+//	GET  /broadcasts/{id}/locations  delivery and response rates by county
 //	POST /broadcasts/{id}/cancel     stop what is not yet submitted
 //	GET  /queue                      queue length by MNO and priority
 //	GET  /reports/costs?period=YYYYMM  cost per MNO for a month
@@ -76,6 +77,21 @@ func (s *Store) BroadcastRoutes(srv *api.Server, aud Audience, wake func()) {
 	srv.API.HandleFunc("/broadcasts/{id}/messages", api.Require(mhero.RoleReader, func(w http.ResponseWriter, r *http.Request) {
 		s.serveBroadcastMessages(w, r, log)
 	})).Methods(http.MethodGet)
+
+	srv.API.HandleFunc("/broadcasts/{id}/locations", api.Require(mhero.RoleReader, api.Get(log, func(r *http.Request) (map[string]any, error) {
+		id, err := pathID(r)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := s.BroadcastByLocation(r.Context(), id)
+		if err != nil {
+			return nil, err
+		}
+		if rows == nil {
+			rows = []LocationRates{}
+		}
+		return map[string]any{"id": id, "items": rows}, nil
+	}))).Methods(http.MethodGet)
 
 	srv.API.HandleFunc("/broadcasts/{id}/cancel", api.Require(mhero.RoleSender, api.Get(log, func(r *http.Request) (map[string]any, error) {
 		id, err := pathID(r)

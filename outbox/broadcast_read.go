@@ -286,3 +286,46 @@ func (s *Store) CancelBroadcast(ctx context.Context, id int64) (int, error) {
 	s.log.Info("broadcast cancelled", "broadcast", id, "messages", n)
 	return n, nil
 }
+
+// LocationRates is a broadcast's reach in one top-level location (county).
+type LocationRates struct {
+	LocationID int64   `json:"location_id"`
+	Code       string  `json:"code"`
+	Name       string  `json:"name"`
+	Recipients int     `json:"recipients"`
+	Sent       int     `json:"sent"` // reached the SMSC
+	Delivered  int     `json:"delivered"`
+	Failed     int     `json:"failed"`
+	Replied    int     `json:"replied"`
+	Delivery   float64 `json:"delivery_rate"` // delivered / sent
+	Response   float64 `json:"response_rate"` // replied / sent
+}
+
+// BroadcastByLocation breaks a broadcast's delivery and response down by the recipients'
+// top-level location (where the worker is now). The broadcast must be visible.
+func (s *Store) BroadcastByLocation(ctx context.Context, id int64) ([]LocationRates, error) {
+	var scope string
+	if err := s.db.QueryRow(ctx, `SELECT COALESCE(scope_path, '') FROM broadcasts WHERE id = $1`, id).Scan(&scope); err != nil {
+		return nil, pgError(err, "Broadcast")
+	}
+	if !visible(ctx, scope) {
+		return nil, mhero.Errorf(mhero.ENOTFOUND, "Broadcast not found.")
+	}
+	rows, err := s.db.Query(ctx, `SELECT COALESCE(l.id, 0), COALESCE(l.code, ''), COALESCE(l.name, ''), count(*),
+			count(m.submitted_at), count(*) FILTER (WHERE m.state = 'delivered'),
+			count(*) FILTER (WHERE m.state IN ('undeliverable', 'rejected', 'failed')), count(m.replied_at)
+		FROM messages m LEFT JOIN workers w ON w.id = m.worker_id LEFT JOIN locations l ON l.id = w.top_location_id
+		WHERE m.broadcast_id = $1
+		GROUP BY 1, 2, 3 ORDER BY 2`, id)
+	if err != nil {
+		return nil, pgError(err, "Broadcast")
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (LocationRates, error) {
+		var l LocationRates
+		err := r.Scan(&l.LocationID, &l.Code, &l.Name, &l.Recipients, &l.Sent, &l.Delivered, &l.Failed, &l.Replied)
+		if l.Sent > 0 {
+			l.Delivery, l.Response = round3(float64(l.Delivered)/float64(l.Sent)), round3(float64(l.Replied)/float64(l.Sent))
+		}
+		return l, err
+	})
+}

@@ -451,6 +451,23 @@ func TestBroadcastDelivered(t *testing.T) {
 		t.Errorf("replied %d (rate %v), want 1", got.Counts.Replied, got.Rates.Replied)
 	}
 
+	// By county: every recipient counted once, the reply in its county.
+	byLoc, err := s.BroadcastByLocation(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached, replied := 0, 0
+	for _, l := range byLoc {
+		reached += l.Recipients
+		replied += l.Replied
+		if l.Code == "" || l.Delivered != l.Sent || l.Delivery != 1 {
+			t.Errorf("county %+v", l)
+		}
+	}
+	if len(byLoc) != 3 || reached != b.Recipients || replied != 1 {
+		t.Errorf("%d counties, %d recipients, %d replies; want 3, %d, 1", len(byLoc), reached, replied, b.Recipients)
+	}
+
 	// Per recipient: the SMSC's id, the state; the opted-out worker with its reason.
 	var rows []outbox.RecipientStatus
 	if err := s.BroadcastMessages(ctx, b.ID, "", 0, 0, func(r outbox.RecipientStatus) error { rows = append(rows, r); return nil }); err != nil {
