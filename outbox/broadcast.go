@@ -293,6 +293,12 @@ func (s *Store) CreateBroadcast(ctx context.Context, aud Audience, in BroadcastI
 		}
 	}
 
+	select {
+	case s.freezing <- struct{}{}:
+		defer func() { <-s.freezing }()
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
 	b = &Broadcast{Name: p.in.Name, Text: p.in.Text, Target: p.in.Target, Priority: priorityName(p.priority),
 		SendAt: p.pace.start, SpreadOver: p.in.SpreadOver, QuietHours: p.quiet, MaxCost: p.in.MaxCost,
 		CreatedBy: createdBy, Currency: s.Currency, DryRun: p.in.DryRun, scopePath: scopePath}

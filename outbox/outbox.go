@@ -183,6 +183,11 @@ type Store struct {
 	// Audit, when set, records a change made through the API in the audit log, in the
 	// change's transaction (registry.Audit).
 	Audit func(ctx context.Context, tx pgx.Tx, action, entity, entityID string, detail any) error
+
+	// freezing lets one broadcast at a time resolve its recipients: each holds two pool
+	// connections at once (its transaction, and the registry's query streaming into it),
+	// so creations in parallel could take every connection and wait for each other.
+	freezing chan struct{}
 }
 
 func (s *Store) audit(ctx context.Context, tx pgx.Tx, action, entity string, id int64, detail any) error {
@@ -219,7 +224,7 @@ func NewStore(db *pgxpool.Pool, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{db: db, log: log, MatchWindow: DefaultMatchWindow}
+	return &Store{db: db, log: log, MatchWindow: DefaultMatchWindow, freezing: make(chan struct{}, 1)}
 }
 
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -188,6 +189,11 @@ func openDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("MHERO_DATABASE_URL: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default (the number of CPUs, at least 4) is too few for the
+		// dispatcher, receipt and SMS batches, USSD hops and the API at once on a small box.
+		pc.MaxConns = 20
 	}
 	db, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
