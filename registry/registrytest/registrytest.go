@@ -218,7 +218,14 @@ func createDatabase(tb testing.TB, tpl string) string {
 func NewDB(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
 	u := NewDatabase(tb)
-	pool, err := pgxpool.New(context.Background(), u)
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		tb.Fatalf("open test database: %v", err)
+	}
+	// As the server's pool (cmd/mhero openDB): code that holds a transaction while a
+	// store it calls takes another connection must not run out at the default of 4.
+	cfg.MaxConns = 20
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		tb.Fatalf("open test database: %v", err)
 	}
