@@ -120,17 +120,13 @@ func TestSaveUSSDRefusesAHopThatLostItsLock(t *testing.T) {
 	if err := s.UnlockUSSD(ctx, worker, token); err != nil {
 		t.Fatal(err)
 	}
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	if _, tok, _, err := s.LockUSSD(short, worker, time.Minute, 0, time.Minute); err == nil {
-		t.Fatalf("a stale unlock released the holder's lock (got token %q)", tok)
+	// The holder still holds the lock: its save is accepted. (Probing with a lock
+	// attempt under a short deadline raced: a script the client gave up on could still
+	// run on the server and take the lock after the holder let go.)
+	if err := s.SaveUSSD(ctx, worker, holder, []byte("kept"), time.Minute); err != nil {
+		t.Fatalf("the holder's save after a stale unlock = %v; the stale unlock released its lock", err)
 	}
-	state, _, _, err := func() ([]byte, string, int, error) {
-		if err := s.UnlockUSSD(ctx, worker, holder); err != nil {
-			return nil, "", 0, err
-		}
-		return s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
-	}()
+	state, _, _, err := s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
 	if err != nil || string(state) != "kept" {
 		t.Errorf("state after a refused save = %q, %v; want %q", state, err, "kept")
 	}
