@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,6 +77,68 @@ var inbox = ussd.SourceFunc(func(_ context.Context, r ussd.SourceRequest) ([]uss
 	}, nil
 })
 
+// survey stands in for sms.Store's survey over USSD: worker 101 has one open survey of
+// two questions (a choice, then a number); the others have none. Like the real one it
+// validates, keeps the worker's place, and answers a repeated key as the first time.
+type survey struct {
+	mu      sync.Mutex
+	at      map[mhero.WorkerID]int // the question each worker is at (0: not started)
+	results map[string]map[string]string
+	rec     *ussdtest.Recorder // keeps the calls, for transcripts' expect lines
+}
+
+var surveyQuestions = []string{"Did your facility receive the measles vaccine?\n1. Yes\n2. No", "How many doses are left?"}
+
+func newSurvey() *survey {
+	return &survey{at: map[mhero.WorkerID]int{}, results: map[string]map[string]string{}, rec: &ussdtest.Recorder{}}
+}
+
+func (s *survey) Load(_ context.Context, r ussd.SourceRequest) ([]ussd.Choice, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	no := max(s.at[r.Worker.ID], 1)
+	if r.Worker.ID != 101 || no > len(surveyQuestions) {
+		return nil, nil
+	}
+	return []ussd.Choice{{Value: "7", Label: "Measles campaign", Extra: map[string]string{
+		"question": surveyQuestions[no-1], "no": strconv.Itoa(no)}}}, nil
+}
+
+func (s *survey) Run(ctx context.Context, r ussd.ActionRequest) (map[string]string, error) {
+	if _, err := s.rec.Run(ctx, r); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if res, ok := s.results[r.Key]; ok {
+		return res, nil
+	}
+	if r.Vars["survey"] != "7" {
+		return nil, mhero.Errorf(mhero.EVALIDATION, "This survey was not sent to you.")
+	}
+	no := max(s.at[r.Worker.ID], 1)
+	hint := ""
+	if r.Vars["survey.no"] != strconv.Itoa(no) {
+		hint = "That question has its answer already.\n"
+	} else if n, err := strconv.Atoi(r.Vars["answer"]); err != nil || no == 1 && (n < 1 || n > 2) || n < 0 {
+		hint = "Please answer with one of the numbers shown.\n"
+		if no == 2 {
+			hint = "Please answer with a number.\n"
+		}
+	} else {
+		no++
+	}
+	s.at[r.Worker.ID] = no
+	res := map[string]string{"survey.hint": hint, "survey.no": strconv.Itoa(no), "survey.done": "0"}
+	if no > len(surveyQuestions) {
+		res["survey.done"], res["survey.thanks"] = "1", "Thank you for answering the survey."
+	} else {
+		res["survey.question"] = surveyQuestions[no-1]
+	}
+	s.results[r.Key] = res
+	return res, nil
+}
+
 // env is a server on loopback with the shipped menus, real Valkey and in-memory
 // stand-ins for the registry and the actions.
 type env struct {
@@ -113,6 +176,8 @@ func newEnv(tb testing.TB, tune ...func(*ussd.Config)) *env {
 	for name, r := range e.Actions {
 		cfg.Actions[name] = r
 	}
+	sv := newSurvey()
+	e.Actions["survey.answer"], cfg.Actions["survey.answer"], cfg.Sources["surveys"] = sv.rec, sv, ussd.SourceFunc(sv.Load)
 	for _, f := range tune {
 		f(&cfg)
 	}

@@ -10,8 +10,8 @@ import (
 
 // shippedActions and shippedSources are what cmd/mhero supplies to the shipped menus.
 var (
-	shippedActions = []string{"stock.submit", "referral.submit", "details.submit", "language.submit"}
-	shippedSources = []string{"commodities", "facilities", "cadres", "inbox"}
+	shippedActions = []string{"stock.submit", "referral.submit", "details.submit", "language.submit", "survey.answer"}
+	shippedSources = []string{"commodities", "facilities", "cadres", "inbox", "surveys"}
 )
 
 func TestShippedMenusLintClean(t *testing.T) {

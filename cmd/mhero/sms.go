@@ -113,7 +113,9 @@ func surveyUSSD(st *sms.Store) (ussd.Source, ussd.Action) {
 		if res.Hint != "" {
 			hint = res.Hint + "\n"
 		}
-		return map[string]string{"survey.next": res.Question, "survey.no": strconv.Itoa(res.No), "survey.hint": hint,
+		// survey.question replaces the text the survey list gave: the question screen shows
+		// it again, with the hint when the answer was refused.
+		return map[string]string{"survey.question": res.Question, "survey.no": strconv.Itoa(res.No), "survey.hint": hint,
 			"survey.done": done, "survey.thanks": res.Thanks}, nil
 	})
 	return source, action

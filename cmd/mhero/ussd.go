@@ -16,8 +16,17 @@ import (
 	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/reports"
 	"github.com/mhero-health/mhero/smpp"
+	"github.com/mhero-health/mhero/sms"
 	"github.com/mhero-health/mhero/ussd"
 )
+
+// ussdHandlers are every action and data source the shipped menus may name (nil stores
+// give handlers that only lint uses: they are never run).
+func ussdHandlers(reg *registry.Store, rep *reports.Store, ob *outbox.Store, st *sms.Store, wake func()) (map[string]ussd.Action, map[string]ussd.Source) {
+	actions, sources := ussdActions(reg, rep, ob, wake), ussdSources(reg, ob)
+	sources["surveys"], actions["survey.answer"] = surveyUSSD(st)
+	return actions, sources
+}
 
 // ussdActions are the menus' named handlers: each files its report once per request key
 // (a retried hop gets the first result).
@@ -196,8 +205,7 @@ func (a *App) startUSSD(cfg Config, log *slog.Logger, wake func()) error {
 	for i, c := range cfg.File.Commodities {
 		commodities[i] = ussd.Commodity{Code: c.Code, Name: c.Name}
 	}
-	actions, sources := ussdActions(a.registry, a.reports, a.outbox, wake), ussdSources(a.registry, a.outbox)
-	sources["surveys"], actions["survey.answer"] = surveyUSSD(a.sms)
+	actions, sources := ussdHandlers(a.registry, a.reports, a.outbox, a.sms, wake)
 	a.ussd, err = ussd.NewEngine(ussd.Config{Menus: menus, Sessions: a.sessions, Directory: a.registry,
 		Actions: actions, Sources: sources,
 		Commodities: commodities, ScreenLimit: u.ScreenLimit, SessionTTL: u.SessionTTL, RateLimit: u.RateLimit,

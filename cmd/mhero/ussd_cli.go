@@ -44,8 +44,9 @@ func runMenus(cfg Config, args []string, stdout io.Writer) error {
 			limit = g.ScreenLimit
 		}
 	}
-	actions := slices.Sorted(maps.Keys(ussdActions(nil, nil, nil, nil)))
-	sources := append(slices.Sorted(maps.Keys(ussdSources(nil, nil))), "commodities")
+	acts, srcs := ussdHandlers(nil, nil, nil, nil, nil)
+	actions := slices.Sorted(maps.Keys(acts))
+	sources := append(slices.Sorted(maps.Keys(srcs)), "commodities")
 	problems := ussd.Lint(os.DirFS(dir), ussd.LintOptions{ScreenLimit: limit, Actions: actions, Sources: sources})
 	for _, p := range problems {
 		p.File = filepath.Join(dir, p.File)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/mhero-health/mhero/registry/registrytest"
 	"github.com/mhero-health/mhero/smpp"
 	"github.com/mhero-health/mhero/smpp/smpptest"
+	"github.com/mhero-health/mhero/sms"
 )
 
 // atHop posts one Africa's Talking hop and returns the answer.
@@ -136,6 +138,43 @@ func TestUSSDFlowsEndToEnd(t *testing.T) {
 	must(a.db.QueryRow(ctx, `SELECT body, priority FROM messages WHERE worker_id = $1`, int64(nurse.ID)).Scan(&body, &prio))
 	if !strings.Contains(body, rref) || !strings.Contains(body, "Klay HC") || prio != 1 {
 		t.Errorf("SMS to the receiving nurse = %q (priority %d)", body, prio)
+	}
+
+	// A survey sent by SMS, answered over USSD from the inbox: a refused answer is asked
+	// again with the survey's hint; the answers are stored as the SMS ones are.
+	var in sms.SurveyInput
+	must(json.Unmarshal([]byte(`{"name": "RDT check", "target": {"facilities": ["klay"]}, "open_for": "72h", "questions": [
+		{"kind": "choice", "text": {"en": "Do you have RDTs?"}, "choices": [{"value": "yes", "label": {"en": "Yes"}}, {"value": "no", "label": {"en": "No"}}]},
+		{"kind": "number", "text": {"en": "How many?"}, "max": 500}]}`), &in))
+	sv, _, err := a.sms.CreateSurvey(ctx, in)
+	must(err)
+	if s := atHop(t, base, "s3", "+231886123456", "4*2"); !strings.Contains(s, "1. RDT check") {
+		t.Fatalf("open surveys = %q", s)
+	}
+	if s := atHop(t, base, "s3", "+231886123456", "4*2*1"); !strings.Contains(s, "Do you have RDTs?\n1. Yes\n2. No") {
+		t.Fatalf("first question = %q", s)
+	}
+	if s := atHop(t, base, "s3", "+231886123456", "4*2*1*3"); !strings.Contains(s, "from 1 to 2") || !strings.Contains(s, "Do you have RDTs?") {
+		t.Errorf("a refused answer = %q, want the hint and the question again", s)
+	}
+	if s := atHop(t, base, "s3", "+231886123456", "4*2*1*3*2"); !strings.HasPrefix(s, "CON How many?") {
+		t.Errorf("second question = %q", s)
+	}
+	if s := atHop(t, base, "s3", "+231886123456", "4*2*1*3*2*40"); !strings.HasPrefix(s, "END ") || !strings.Contains(s, "Thank you") {
+		t.Errorf("after the last answer = %q", s)
+	}
+	var answers, state string
+	must(a.db.QueryRow(ctx, `SELECT string_agg(question_no || '=' || value || '/' || channel, ',' ORDER BY question_no)
+		FROM survey_answers WHERE survey_id = $1 AND worker_id = $2`, sv.ID, int64(musu.ID)).Scan(&answers))
+	must(a.db.QueryRow(ctx, `SELECT state FROM survey_participants WHERE survey_id = $1 AND worker_id = $2`, sv.ID, int64(musu.ID)).Scan(&state))
+	if answers != "1=no/ussd,2=40/ussd" || state != "completed" {
+		t.Errorf("stored answers %q, participant %s; want 1=no/ussd,2=40/ussd, completed", answers, state)
+	}
+	if open, err := a.sms.OpenSurveys(ctx, musu.ID); err != nil || len(open) != 0 {
+		t.Errorf("open surveys after answering: %+v, %v", open, err)
+	}
+	if s := atHop(t, base, "s4", "+231776123457", "4*2"); !strings.Contains(s, "no survey to answer") {
+		t.Errorf("open surveys of a worker the survey did not target = %q", s)
 	}
 
 	// The same menus over an SMPP bind: a PSSR indication gets the main menu as a USSR
