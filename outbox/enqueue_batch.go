@@ -51,6 +51,9 @@ func (s *Store) EnqueueBatch(ctx context.Context, tx pgx.Tx, msgs []NewMessage) 
 	}
 	ids := make([]int64, n)
 	run := func(tx pgx.Tx) error {
+		if err := checkWorkers(ctx, tx, workers); err != nil {
+			return err
+		}
 		// Ids are drawn from the sequence before the insert so that each input row knows its
 		// own (RETURNING has no order); a key already used keeps its first message, found by
 		// the final join.

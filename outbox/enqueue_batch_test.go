@@ -53,6 +53,15 @@ func TestEnqueueBatch(t *testing.T) {
 	if err != nil || again[0] != ids[0] || again[1] == 0 {
 		t.Fatalf("repeat: %v %v", again, err)
 	}
+	// A message for a worker the registry does not have refuses the batch: nothing is written.
+	before := count(t, db, `SELECT count(*) FROM messages`)
+	if _, err := s.EnqueueBatch(ctx, nil, []outbox.NewMessage{{To: "231886000006", Body: "sixth"},
+		{To: "231886000007", Body: "seventh", WorkerID: 424242}}); errCode(err) != mhero.EVALIDATION {
+		t.Errorf("unknown worker: %v, want validation", err)
+	}
+	if n := count(t, db, `SELECT count(*) FROM messages`); n != before {
+		t.Errorf("%d messages after a refused batch, want %d", n, before)
+	}
 	other := msgs[0]
 	other.Body = "changed"
 	if _, err := s.EnqueueBatch(ctx, nil, []outbox.NewMessage{{To: "231886000005", Body: "fifth"}, other}); errCode(err) != mhero.ECONFLICT {

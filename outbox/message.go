@@ -98,6 +98,9 @@ func (s *Store) Enqueue(ctx context.Context, nm NewMessage) (*Message, error) {
 	if nm.MNO == "" && s.Planner != nil {
 		nm.MNO, _ = s.Planner.Route(nm.To) // unroutable: the dispatcher fails it and says so
 	}
+	if err := checkWorkers(ctx, s.db, []int64{int64(nm.WorkerID)}); err != nil {
+		return nil, err
+	}
 	m, err := scanMessage(s.db.QueryRow(ctx, `WITH m AS (INSERT INTO messages
 			(worker_id, msisdn, sender, body, priority, mno, valid_until, idempotency_key, broadcast_id)
 		VALUES ($1, $2, $3, $4, $5, $6,
@@ -118,6 +121,28 @@ func (s *Store) Enqueue(ctx context.Context, nm NewMessage) (*Message, error) {
 		return nil, pgError(err, "Message")
 	}
 	return m, nil
+}
+
+// checkWorkers fails with EVALIDATION when a non-zero id names no worker. messages has
+// no foreign key to workers (it cost a lookup and a row lock per message of every
+// broadcast); the messages that callers name workers for are checked here instead.
+// Workers are never deleted, so a worker that exists now still does at commit.
+func checkWorkers(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, ids []int64) error {
+	if !slices.ContainsFunc(ids, func(id int64) bool { return id != 0 }) {
+		return nil
+	}
+	var missing []int64
+	err := q.QueryRow(ctx, `SELECT COALESCE(array_agg(DISTINCT i), '{}') FROM unnest($1::bigint[]) AS i
+		WHERE i <> 0 AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = i)`, ids).Scan(&missing)
+	if err != nil {
+		return pgError(err, "Message")
+	}
+	if len(missing) > 0 {
+		return mhero.Errorf(mhero.EVALIDATION, "Message refers to a worker that does not exist (worker %d).", missing[0])
+	}
+	return nil
 }
 
 // existing returns the message an idempotency key already made, if it is the same message.
