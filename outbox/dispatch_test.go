@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -543,3 +544,72 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/total.Seconds(), "msgs/s")
 }
+
+// TestDispatchReusedSMSCIDs: an SMSC that restarts numbers its messages from the start
+// again. The batched record marks the older parts superseded and records the new ones in
+// the same transaction (no fall back to one by one), and a receipt for a reused id goes to
+// the newer message.
+func TestDispatchReusedSMSCIDs(t *testing.T) {
+	t.Parallel()
+	store, db := newStore(t)
+	var mu sync.Mutex
+	next := 0
+	restart := func() {
+		mu.Lock()
+		next = 0
+		mu.Unlock()
+	}
+	sender := newFake(func(_ context.Context, m outbox.Outgoing, _ int) (outbox.SendResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		next++
+		return outbox.SendResult{MNO: "lonestar", SMSCIDs: []string{fmt.Sprintf("x%d", next)}, Segments: 1}, nil
+	})
+	var logs strings.Builder
+	var lmu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		lmu.Lock()
+		defer lmu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	d := store.NewDispatcher(sender, fast, log)
+	start(t, d)
+	send := func(from int) []int64 {
+		var ids []int64
+		for i := range 5 {
+			ids = append(ids, enqueueP(t, store, outbox.PriorityBulk, fmt.Sprintf("%05d", from+i)).ID)
+		}
+		d.Wake()
+		waitFor(t, "submission", 10*time.Second, func() bool {
+			return count(t, db, `SELECT count(*) FROM messages WHERE id = ANY($1) AND state = 'submitted'`, ids) == 5
+		})
+		return ids
+	}
+	older := send(0)
+	restart()
+	newer := send(10)
+	if n := count(t, db, `SELECT count(*) FROM message_parts WHERE message_id = ANY($1) AND superseded`, older); n != 5 {
+		t.Errorf("%d of the older parts superseded, want 5", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM message_parts WHERE message_id = ANY($1) AND NOT superseded`, newer); n != 5 {
+		t.Errorf("%d of the newer parts current, want 5", n)
+	}
+	if err := store.RecordReceipt(context.Background(), outbox.Receipt{MNO: "lonestar", SMSCID: "x3", Stat: "DELIVRD"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, `SELECT count(*) FROM messages WHERE id = ANY($1) AND state = 'delivered'`, newer); n != 1 {
+		t.Errorf("%d newer messages delivered by the receipt for x3, want 1", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM messages WHERE id = ANY($1) AND state = 'delivered'`, older); n != 0 {
+		t.Errorf("%d older messages delivered by a receipt for a reused id, want 0", n)
+	}
+	lmu.Lock()
+	defer lmu.Unlock()
+	if strings.Contains(logs.String(), "one by one") || !strings.Contains(logs.String(), "SMSC reused message ids") {
+		t.Errorf("logs: %s\nwant the reuse recorded in the batch, and said", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
