@@ -68,8 +68,10 @@ func (c ProcessorConfig) withDefaults() ProcessorConfig {
 // A Processor handles inbound SMS (see the package documentation). Several processors,
 // in one instance or many on one database, share the work: each SMS is claimed by one,
 // and its effects, its reply and its handled_at commit together, so a crash re-handles at
-// most the claimed batch and nothing of it is written twice (the opt-outs and stock reports
-// done outside that transaction are idempotent: the same state, the same idempotency key).
+// most the claimed batch and nothing of it is written twice. (Opt-out and stock stores
+// without the batch APIs, OptOutBatcher and StockBatchReporter, work outside that
+// transaction, each SMS in a transaction of its own; that is safe too, as those are
+// idempotent: the same state, the same idempotency key.)
 type Processor struct {
 	s    *Store
 	cfg  ProcessorConfig
@@ -229,7 +231,14 @@ func (p *Processor) handleBatch(ctx context.Context, n int) (int, error) {
 		if err != nil {
 			return err
 		}
-		p.act(ctx, hs)
+		// The survey answers first: the opt-outs and stock reports lock rows that other
+		// batches may want until this one commits (the registry's worker counts, a
+		// facility's latest stock), so they come as close to the commit as their replies
+		// allow.
+		if err := p.recordAnswers(ctx, tx, hs); err != nil {
+			return err
+		}
+		p.act(ctx, tx, hs)
 		replies, err = p.record(ctx, tx, hs)
 		return err
 	})

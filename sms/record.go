@@ -20,8 +20,31 @@ func (p *Processor) giveUp(ctx context.Context, id int64, cause error) error {
 	return err
 }
 
-// record writes what was decided and done: answers, survey places, opt-outs' effect on
-// surveys, replies, and each SMS's outcome. It returns the replies queued.
+// acts says whether act does something for an SMS (an opt-out or a stock report), whose
+// outcome may then be to try it again later.
+func (h *handling) acts() bool { return h.optOut != nil || h.stock != nil }
+
+// recordAnswers writes the survey answers and places of the SMS that act has nothing to
+// do for (record writes those of the others, if any).
+func (p *Processor) recordAnswers(ctx context.Context, tx pgx.Tx, hs []*handling) error {
+	var early []*handling
+	for _, h := range hs {
+		if !h.acts() {
+			early = append(early, h)
+		}
+	}
+	b := &pgx.Batch{}
+	queueAnswers(b, early)
+	queueProgress(b, early)
+	if b.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// record writes what was decided and done (the survey answers recordAnswers left),
+// opt-outs' effect on surveys, replies, and each SMS's outcome. It returns the replies
+// queued.
 func (p *Processor) record(ctx context.Context, tx pgx.Tx, hs []*handling) (int, error) {
 	var replies []outbox.NewMessage
 	var replyOf []*handling
@@ -44,20 +67,21 @@ func (p *Processor) record(ctx context.Context, tx pgx.Tx, hs []*handling) (int,
 			replyOf = append(replyOf, h)
 		}
 	}
-	b := &pgx.Batch{}
-	queueAnswers(b, done)
-	queueProgress(b, done)
-	queueSurveyStops(b, done)
-	queueRetries(b, retry)
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return 0, err
-		}
-	}
 	ids, err := p.s.deps.Outbox.EnqueueBatch(ctx, tx, replies)
 	if err != nil {
 		return 0, err
 	}
+	var acted []*handling
+	for _, h := range done {
+		if h.acts() {
+			acted = append(acted, h)
+		}
+	}
+	b := &pgx.Batch{}
+	queueAnswers(b, acted)
+	queueProgress(b, acted)
+	queueSurveyStops(b, done)
+	queueRetries(b, retry)
 	replyID := make(map[*handling]int64, len(ids))
 	for i, id := range ids {
 		replyID[replyOf[i]] = id
@@ -67,11 +91,11 @@ func (p *Processor) record(ctx context.Context, tx pgx.Tx, hs []*handling) (int,
 	for i, h := range done {
 		msgIDs[i], workers[i], as[i], notes[i], replyIDs[i] = h.in.id, int64(workerID(h.worker)), h.as, h.note, replyID[h]
 	}
-	_, err = tx.Exec(ctx, `UPDATE inbound_messages i SET handled_at = now(), worker_id = NULLIF(d.worker, 0),
+	b.Queue(`UPDATE inbound_messages i SET handled_at = now(), worker_id = NULLIF(d.worker, 0),
 			handled_as = d.handled_as, handle_note = NULLIF(d.note, ''), reply_message_id = NULLIF(d.reply, 0), retry_at = NULL
 		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[]) AS d(id, worker, handled_as, note, reply)
 		WHERE i.id = d.id`, msgIDs, workers, as, notes, replyIDs)
-	if err != nil {
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, err
 	}
 	for _, h := range done {

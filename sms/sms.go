@@ -17,11 +17,13 @@
 // person's messages are handled in the order they came), and for each: finds the sender
 // in the registry, routes it (STOP/START/HELP and a complete STOCK report first, then an
 // answer to the sender's open survey question, then a late answer to a closed survey,
-// then the other keywords), does what it asks, queues the reply at PriorityReply and
-// records what it did, all in the claim's transaction. An SMS from a number the registry
-// does not know is kept and answered politely. Nothing is dropped: an SMS whose handling
-// fails for a passing reason (the reports' database is down) waits and is tried again;
-// after MaxAttempts it is marked failed, kept, and the worker told to try later.
+// then the other keywords), does what it asks (the opt-outs and stock reports with the
+// registry's and the reports' batch APIs, a few statements for the whole batch), queues
+// the reply at PriorityReply and records what it did, all in the claim's transaction. An
+// SMS from a number the registry does not know is kept and answered politely. Nothing is
+// dropped: an SMS whose handling fails for a passing reason (the reports' database is
+// down) waits and is tried again; after MaxAttempts it is marked failed, kept, and the
+// worker told to try later.
 //
 // # Surveys
 //
@@ -81,11 +83,26 @@ type OptOuts interface {
 	SetOptOut(ctx context.Context, m mhero.MSISDN, optedOut bool) error
 }
 
+// OptOutBatcher records many STOP and START in the caller's transaction
+// (*registry.Store): errs[i] is msisdns[i]'s outcome, as SetOptOut's error. When
+// Deps.OptOuts is one too, a Processor records its batch's opt-outs with it, in the
+// batch's transaction.
+type OptOutBatcher interface {
+	SetOptOuts(ctx context.Context, tx pgx.Tx, msisdns []mhero.MSISDN, optedOut []bool) (errs []error, err error)
+}
+
 // StockReporter stores a stock count (*reports.Store). A *mhero.Error with EVALIDATION
 // is a report the worker must correct; any other error is passing and the SMS is tried
 // again.
 type StockReporter interface {
 	SubmitStockReport(ctx context.Context, in reports.StockInput) (*reports.StockReport, error)
+}
+
+// StockBatchReporter stores many stock counts in the caller's transaction
+// (*reports.Store), each result as SubmitStockReport's. When Deps.Stock is one too, a
+// Processor stores its batch's STOCK reports with it, in the batch's transaction.
+type StockBatchReporter interface {
+	SubmitStockReports(ctx context.Context, tx pgx.Tx, ins []reports.StockInput) ([]reports.StockResult, error)
 }
 
 // ReportedFacilities says which facilities have a stock report in [from, to). StockReports
@@ -98,8 +115,8 @@ type ReportedFacilities interface {
 type Deps struct {
 	Outbox   Outbox          // required
 	Audience outbox.Audience // resolves targets (*registry.Store); required for surveys and schedules
-	OptOuts  OptOuts         // required for STOP and START
-	Stock    StockReporter   // nil: STOCK is answered "not available"
+	OptOuts  OptOuts         // required for STOP and START; best also an OptOutBatcher
+	Stock    StockReporter   // nil: STOCK is answered "not available"; best also a StockBatchReporter
 	Reported ReportedFacilities
 }
 

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -162,7 +161,8 @@ func BenchmarkBroadcast(b *testing.B) {
 		b.Fatal(err)
 	}
 	base := "http://" + a.Addr()
-	goCPU0, pgCPU0, tx0 := processCPU(), backendCPU(ctx, a), commits(ctx, a)
+	cpu, tx0 := &registrytest.CPUMeter{DB: a.db}, commits(ctx, a)
+	cpu.Start(b)
 	b.ResetTimer()
 	var total time.Duration
 	for i := range b.N {
@@ -212,10 +212,9 @@ func BenchmarkBroadcast(b *testing.B) {
 	// CPU spent per 1,000 messages by this process (server and simulator) and by the
 	// server's PostgreSQL backends: unlike the rate, it hardly depends on what else the
 	// machine is doing.
-	msgs := float64(reachable*b.N) / 1000
-	b.ReportMetric((processCPU()-goCPU0).Seconds()*1000/msgs, "go-cpu-ms/1k")
-	b.ReportMetric((backendCPU(ctx, a)-pgCPU0).Seconds()*1000/msgs, "pg-cpu-ms/1k")
-	b.ReportMetric(float64(commits(ctx, a)-tx0)/msgs, "commits/1k")
+	cpu.Stop(b)
+	cpu.Report(b, reachable*b.N)
+	b.ReportMetric(float64(commits(ctx, a)-tx0)*1000/float64(reachable*b.N), "commits/1k")
 	// How much of the write traffic stayed HOT (no index entries): the design's bet.
 	time.Sleep(600 * time.Millisecond) // statistics are flushed by backends every 500 ms
 	rows, err := a.db.Query(ctx, `SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables
@@ -240,43 +239,4 @@ func commits(ctx context.Context, a *App) int64 {
 	var n int64
 	_ = a.db.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&n)
 	return n
-}
-
-// processCPU is the user and system CPU this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// backendCPU is the CPU used so far by the PostgreSQL backends serving a's pool (read
-// from /proc, so only when PostgreSQL runs on this machine).
-func backendCPU(ctx context.Context, a *App) time.Duration {
-	rows, err := a.db.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
-	if err != nil {
-		return 0
-	}
-	defer rows.Close()
-	var total time.Duration
-	for rows.Next() {
-		var pid int
-		if rows.Scan(&pid) != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		// Fields after the command's closing parenthesis; utime and stime are the 12th
-		// and 13th of them, in clock ticks (100 a second on Linux).
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) > 12 {
-			ut, _ := strconv.ParseInt(f[11], 10, 64)
-			st, _ := strconv.ParseInt(f[12], 10, 64)
-			total += time.Duration(ut+st) * 10 * time.Millisecond
-		}
-	}
-	return total
 }

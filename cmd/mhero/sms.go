@@ -15,11 +15,14 @@ import (
 	"github.com/mhero-health/mhero/ussd"
 )
 
-// The adapters must fit the interfaces sms declares.
+// The adapters must fit the interfaces sms declares, the batch ones included: without
+// them the processor would fall back to a transaction per STOP or STOCK.
 var (
-	_ sms.Outbox        = (*outbox.Store)(nil)
-	_ sms.OptOuts       = (*registry.Store)(nil)
-	_ sms.StockReporter = (*reports.Store)(nil)
+	_ sms.Outbox             = (*outbox.Store)(nil)
+	_ sms.OptOuts            = (*registry.Store)(nil)
+	_ sms.OptOutBatcher      = (*registry.Store)(nil)
+	_ sms.StockReporter      = (*reports.Store)(nil)
+	_ sms.StockBatchReporter = (*reports.Store)(nil)
 )
 
 // SMSConfig is two-way SMS: keywords, replies, surveys, reminders. Zero values take the
