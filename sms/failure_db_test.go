@@ -118,7 +118,8 @@ func TestPoisonMessage(t *testing.T) {
 	if o := e.outcome(t, goodID); o.as != sms.HandledUnknownSender {
 		t.Errorf("the SMS after the poisoned one: %+v", o)
 	}
-	if o := e.outcome(t, badID); !o.handled || o.as != sms.HandledFailed || !strings.Contains(o.note, "poisoned answer") {
+	if o := e.outcome(t, badID); !o.handled || o.as != sms.HandledFailed || !strings.Contains(o.note, "poisoned answer") ||
+		!strings.Contains(o.reply, "try again later") {
 		t.Errorf("the poisoned SMS: %+v", o)
 	}
 	if n := e.count(t, `SELECT count(*) FROM inbound_messages WHERE body = 'poison'`); n != 1 {

@@ -2,21 +2,64 @@ package sms
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/mhero-health/mhero"
 	"github.com/mhero-health/mhero/outbox"
 )
 
 // giveUp counts a failed attempt at one SMS and, after MaxAttempts, marks it failed
-// (kept, with the error) so that it no longer blocks its sender's next SMS.
+// (kept, with the error) so that it no longer blocks its sender's next SMS, and tells the
+// sender to try again later, in their language, as record does for an effect that kept
+// failing.
 func (p *Processor) giveUp(ctx context.Context, id int64, cause error) error {
 	note := truncateRunes(cause.Error(), 300)
-	_, err := p.s.db.Exec(ctx, `UPDATE inbound_messages SET attempts = attempts + 1, handle_note = $2,
-			retry_at = now() + (10 * 2 ^ LEAST(attempts, 10)) * interval '1 second',
-			handled_at = CASE WHEN attempts + 1 >= $3 THEN now() END,
-			handled_as = CASE WHEN attempts + 1 >= $3 THEN $4 END
-		WHERE id = $1 AND handled_at IS NULL`, id, note, p.cfg.MaxAttempts, HandledFailed)
+	var worker mhero.WorkerID
+	gaveUp := false
+	err := p.s.tx(ctx, func(tx pgx.Tx) error {
+		var final bool
+		var from, mno string
+		err := tx.QueryRow(ctx, `UPDATE inbound_messages SET attempts = attempts + 1, handle_note = $2,
+				retry_at = now() + (10 * 2 ^ LEAST(attempts, 10)) * interval '1 second',
+				handled_at = CASE WHEN attempts + 1 >= $3 THEN now() END,
+				handled_as = CASE WHEN attempts + 1 >= $3 THEN $4 END
+			WHERE id = $1 AND handled_at IS NULL
+			RETURNING handled_at IS NOT NULL, from_msisdn, COALESCE(mno, '')`, id, note, p.cfg.MaxAttempts, HandledFailed).
+			Scan(&final, &from, &mno)
+		if errors.Is(err, pgx.ErrNoRows) || err == nil && !final {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		to, err := p.s.cfg.Normalize(from)
+		if err != nil {
+			return nil // no phone number to answer (kept, failed, with the error)
+		}
+		ws, err := p.senders(ctx, tx, []string{string(to)})
+		if err != nil {
+			return err
+		}
+		w := ws[to]
+		var prefs []string
+		if w != nil {
+			prefs = append(prefs, w.language)
+		}
+		ids, err := p.s.deps.Outbox.EnqueueBatch(ctx, tx, []outbox.NewMessage{{WorkerID: workerID(w), To: to,
+			Body: p.s.lang(prefs...).texts.Busy, Priority: outbox.PriorityReply, MNO: mno}})
+		if err != nil {
+			return err
+		}
+		worker, gaveUp = workerID(w), true
+		_, err = tx.Exec(ctx, `UPDATE inbound_messages SET reply_message_id = $2, worker_id = NULLIF($3, 0) WHERE id = $1`,
+			id, ids[0], int64(worker))
+		return err
+	})
+	if err == nil && gaveUp {
+		p.log.Warn("inbound SMS given up after repeated failures", "inbound", id, "worker_id", int64(worker))
+	}
 	return err
 }
 
