@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/mhero-health/mhero"
 	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/registry/registrytest"
+	"github.com/nyaruka/phonenumbers"
 )
 
 func importFile(t *testing.T, s *registry.Store, name string, opt registry.ImportOptions) (*registry.ImportResult, error) {
@@ -168,6 +170,12 @@ func TestImportIdempotent(t *testing.T) {
 	}
 	if n := count(t, s, `SELECT count(*) FROM cadres`); n != 3 {
 		t.Errorf("cadres = %d, want 3 (nurse, chw, midwife)", n)
+	}
+	// Codes that exist take no new id, so the next new one follows: skill ids past 63 have
+	// no bit in the skill mask.
+	mustImportString(t, s, "name,phone,cadre,skills\nNew Codes,0886999111,new-cadre,new-skill\n", registry.ImportOptions{})
+	if n := count(t, s, `SELECT max(id) - count(*) FROM skills`) + count(t, s, `SELECT max(id) - count(*) FROM cadres`); n != 0 {
+		t.Errorf("re-importing used up %d cadre and skill ids", n)
 	}
 }
 
@@ -452,5 +460,258 @@ func TestImportFHIRHugeEntryRefused(t *testing.T) {
 	res, err := s.Import(context.Background(), in, registry.ImportOptions{})
 	if mhero.ErrorCode(err) != mhero.EINVALID || res == nil || !strings.Contains(res.Errors[0].Message, "larger than") {
 		t.Fatalf("Import of a huge entry = %+v, %v; want invalid (entry too large)", res, err)
+	}
+}
+
+// TestImportDuplicatesWithinFile covers rows that only clash with other rows of the same
+// file (no existing worker is involved in the clash): the import must report each of them,
+// whichever way it checks them.
+func TestImportDuplicatesWithinFile(t *testing.T) {
+	t.Parallel()
+	s := registrytest.NewStore(t)
+	ctx := context.Background()
+	seedTree(t, s)
+	mustImportString(t, s, "ihris_id,name,phone\nE1,Existing,0886200001\n", registry.ImportOptions{})
+	file := "ihris_id,name,phone,facility_code,cadre,skills\n" + // line 1
+		"N1,New One,0886200010,jfk,nurse,imci\n" + // 2 good
+		"N2,New Two,0886200010,jfk,nurse,imci\n" + // 3 phone of line 2
+		"N3,New Three,0886200011,jfk,chw,\n" + // 4 good
+		"N3,New Three Again,0886200012,jfk,chw,\n" + // 5 iHRIS id of line 4
+		"E1,Existing Moved,0886200020,jfk,,\n" + // 6 good: E1 takes a new phone
+		"N7,New Seven,0886200020,jfk,,\n" + // 7 the phone line 6 gives E1
+		"N8,New Eight,0886200030,phebe,dup-cadre,dup-skill;imci\n" + // 8 good, new cadre and skill
+		"N9,New Nine,0886200030,phebe,bad-cadre,bad-skill\n" // 9 phone of line 8: its codes are not created
+	want := []mhero.ErrorDetail{
+		{Line: 3, Field: "phone", Message: "duplicate phone number: also on line 2"},
+		{Line: 5, Field: "ihris_id", Message: "duplicate iHRIS id: also on line 4"},
+		{Line: 7, Field: "phone", Message: "duplicate phone number: also on line 6"},
+		{Line: 9, Field: "phone", Message: "duplicate phone number: also on line 8"},
+	}
+	check := func(t *testing.T, got []mhero.ErrorDetail) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("errors = %v, want %v", got, want)
+		}
+	}
+	t.Run("strict", func(t *testing.T) {
+		res, err := s.Import(ctx, strings.NewReader(file), registry.ImportOptions{})
+		if mhero.ErrorCode(err) != mhero.EVALIDATION {
+			t.Fatalf("Import = %+v, %v; want validation error", res, err)
+		}
+		checkCounts(t, res, registry.ImportFailed, 8, 4, 0, 0)
+		check(t, res.Errors)
+		if n := count(t, s, `SELECT count(*) FROM workers`); n != 1 {
+			t.Errorf("workers = %d after a failed import, want 1", n)
+		}
+		if w, err := s.FindWorker(ctx, "E1"); err != nil || w.MSISDN != "231886200001" {
+			t.Errorf("E1 = %+v, %v; want it unchanged", w, err)
+		}
+	})
+	t.Run("dry run", func(t *testing.T) {
+		res, err := s.Import(ctx, strings.NewReader(file), registry.ImportOptions{DryRun: true, Partial: true})
+		if err != nil {
+			t.Fatalf("dry run: %v", err)
+		}
+		checkCounts(t, res, registry.ImportPartial, 8, 4, 3, 1)
+		check(t, res.Errors)
+		if n := count(t, s, `SELECT count(*) FROM workers`); n != 1 {
+			t.Errorf("workers = %d after a dry run, want 1", n)
+		}
+	})
+	t.Run("partial", func(t *testing.T) {
+		res, err := s.Import(ctx, strings.NewReader(file), registry.ImportOptions{Partial: true})
+		if err != nil {
+			t.Fatalf("partial Import: %v", err)
+		}
+		checkCounts(t, res, registry.ImportPartial, 8, 4, 3, 1)
+		check(t, res.Errors)
+		if n := count(t, s, `SELECT count(*) FROM workers WHERE ihris_id IN ('N1', 'N3', 'N8', 'E1')`); n != 4 {
+			t.Errorf("good rows written = %d, want 4", n)
+		}
+		if w, err := s.FindWorker(ctx, "N3"); err != nil || w.Name != "New Three" {
+			t.Errorf("N3 = %+v, %v; want line 4's row", w, err)
+		}
+		if w, err := s.FindWorker(ctx, "E1"); err != nil || w.MSISDN != "231886200020" || w.Name != "Existing Moved" {
+			t.Errorf("E1 = %+v, %v; want it moved to line 6's phone", w, err)
+		}
+		if w, err := s.FindWorker(ctx, "N8"); err != nil || w.Cadre != "dup-cadre" || !slices.Equal(w.Skills, []string{"dup-skill", "imci"}) {
+			t.Errorf("N8 = %+v, %v", w, err)
+		}
+		if n := count(t, s, `SELECT count(*) FROM cadres WHERE code = 'bad-cadre'`) + count(t, s, `SELECT count(*) FROM skills WHERE code = 'bad-skill'`); n != 0 {
+			t.Errorf("the codes of a bad row were created")
+		}
+	})
+}
+
+// TestImportSameWorkerTwice: two rows that match one existing worker, one by iHRIS id and
+// one by phone, are refused; the first is not.
+func TestImportSameWorkerTwice(t *testing.T) {
+	t.Parallel()
+	s := registrytest.NewStore(t)
+	ctx := context.Background()
+	mustImportString(t, s, "ihris_id,name,phone\nW1,Wanda,0886300001\n", registry.ImportOptions{})
+	file := "ihris_id,name,phone\nW1,Wanda New Phone,0886300002\n,Wanda By Phone,0886300001\n,Someone New,0886300003\n"
+	res, err := s.Import(ctx, strings.NewReader(file), registry.ImportOptions{Partial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCounts(t, res, registry.ImportPartial, 3, 1, 1, 1)
+	want := []mhero.ErrorDetail{{Line: 3, Field: "ihris_id", Message: "matches the same existing worker as line 2"}}
+	if !slices.Equal(res.Errors, want) {
+		t.Errorf("errors = %v, want %v", res.Errors, want)
+	}
+	if w, err := s.FindWorker(ctx, "W1"); err != nil || w.MSISDN != "231886300002" || w.Name != "Wanda New Phone" {
+		t.Errorf("W1 = %+v, %v", w, err)
+	}
+}
+
+// TestImportManyDistinctCodes: a file naming more (and longer) distinct cadres, skill
+// lists and facilities than the import gathers in memory is imported all the same.
+func TestImportManyDistinctCodes(t *testing.T) {
+	t.Parallel()
+	s := registrytest.NewStore(t)
+	ctx := context.Background()
+	seedTree(t, s)
+	const n = 2200
+	long := strings.Repeat("x", 2000)
+	var b strings.Builder
+	b.WriteString("ihris_id,name,phone,cadre,skills,facility_code\n")
+	for i := range n {
+		fmt.Fprintf(&b, "M%d,Worker %d,0886%06d,c%d-%s,s%d-%s;imci,\n", i, i, 400000+i, i, long, i, long)
+	}
+	// Past what is gathered in memory: a new skill list, a facility not seen before, an
+	// unknown facility and a new cadre.
+	b.WriteString("Z1,Zed One,0776400001,nurse,late-a;late-b,jfk\n")
+	b.WriteString("Z2,Zed Two,0776400002,nurse,,atlantis\n")
+	b.WriteString("Z3,Zed Three,0776400003,late-cadre,late-b,phebe\n")
+	for run := 1; run <= 2; run++ {
+		res, err := s.Import(ctx, strings.NewReader(b.String()), registry.ImportOptions{Partial: true})
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		created, updated := n+2, 0
+		if run == 2 {
+			created, updated = 0, n+2
+		}
+		checkCounts(t, res, registry.ImportPartial, n+3, 1, created, updated)
+		if len(res.Errors) != 1 || res.Errors[0].Line != n+3 || res.Errors[0].Field != "facility_code" || res.Errors[0].Message != "unknown facility 'atlantis'" {
+			t.Errorf("run %d: errors = %v, want line %d unknown facility 'atlantis'", run, res.Errors, n+3)
+		}
+	}
+	if c := count(t, s, `SELECT count(*) FROM cadres`); c != n+2 {
+		t.Errorf("cadres = %d, want %d", c, n+2)
+	}
+	if c := count(t, s, `SELECT count(*) FROM skills`); c != n+3 {
+		t.Errorf("skills = %d, want %d", c, n+3)
+	}
+	w, err := s.FindWorker(ctx, "M7")
+	if err != nil || w.Cadre != "c7-"+long || !slices.Equal(w.Skills, []string{"imci", "s7-" + long}) || w.FacilityID != 0 {
+		t.Errorf("M7 = cadre %.10q skills %d %v", w.Cadre, len(w.Skills), err)
+	}
+	jfk, _ := s.FindFacility(ctx, "jfk")
+	if w, err := s.FindWorker(ctx, "Z1"); err != nil || w.Cadre != "nurse" || w.FacilityID != jfk.ID || len(w.Skills) != 2 {
+		t.Errorf("Z1 = %+v, %v", w, err)
+	}
+	if w, err := s.FindWorker(ctx, "Z3"); err != nil || w.Cadre != "late-cadre" || !slices.Equal(w.Skills, []string{"late-b"}) {
+		t.Errorf("Z3 = %+v, %v", w, err)
+	}
+	if c := count(t, s, `SELECT count(*) FROM workers w JOIN facilities f ON f.id = w.facility_id JOIN locations l ON l.id = f.location_id
+		WHERE w.location_path = l.path`); c != 2 {
+		t.Errorf("workers with their facility's path = %d, want 2", c)
+	}
+}
+
+// TestImportPhonesAsParseMSISDN: the import reads every phone number exactly as
+// ParseMSISDN does, in a country with its own calling code and in one that shares it.
+func TestImportPhonesAsParseMSISDN(t *testing.T) {
+	t.Parallel()
+	for _, region := range []string{"LR", "KE", "NG", "GB", "US", "FR", "IN"} {
+		t.Run(region, func(t *testing.T) {
+			t.Parallel()
+			s := registry.NewStore(registrytest.NewDB(t), region, nil)
+			var b strings.Builder
+			b.WriteString("name,phone\n")
+			want := map[int]string{} // line -> msisdn, "" when refused
+			seen := map[string]bool{}
+			line := 1
+			rng := uint64(len(region)) * 0x9E3779B97F4A7C15
+			next := func(n uint64) uint64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng % n }
+			var examples []string // national significant numbers of every type the region has
+			for _, typ := range []phonenumbers.PhoneNumberType{phonenumbers.MOBILE, phonenumbers.FIXED_LINE, phonenumbers.TOLL_FREE,
+				phonenumbers.VOIP, phonenumbers.PREMIUM_RATE, phonenumbers.UAN, phonenumbers.PAGER, phonenumbers.PERSONAL_NUMBER} {
+				if ex := phonenumbers.GetExampleNumberForType(region, typ); ex != nil {
+					examples = append(examples, phonenumbers.GetNationalSignificantNumber(ex))
+				}
+			}
+			cc := strconv.Itoa(phonenumbers.GetCountryCodeForRegion(region))
+			for len(want) < 600 {
+				// An example number with its last digits changed, a digit more or less now
+				// and then, written the ways an iHRIS export writes numbers.
+				nsn := []byte(examples[next(uint64(len(examples)))])
+				for i := len(nsn) - 1 - int(next(6)); i >= 0 && i < len(nsn); i++ {
+					nsn[i] = byte('0' + next(10))
+				}
+				switch next(8) {
+				case 0:
+					nsn = append(nsn, byte('0'+next(10)))
+				case 1:
+					nsn = nsn[:len(nsn)-1]
+				}
+				var raw string
+				switch next(5) {
+				case 0:
+					raw = "0" + string(nsn)
+				case 1:
+					raw = "+" + cc + string(nsn)
+				case 2:
+					raw = "00" + cc + " " + string(nsn[:2]) + " " + string(nsn[2:])
+				case 3:
+					raw = string(nsn)
+				default:
+					raw = "0" + string(nsn[:3]) + "-" + string(nsn[3:])
+				}
+				m, err := registry.ParseMSISDN(raw, region)
+				if err == nil && seen[string(m)] {
+					continue
+				}
+				line++
+				if err == nil {
+					seen[string(m)] = true
+					want[line] = string(m)
+				} else {
+					want[line] = ""
+				}
+				fmt.Fprintf(&b, "P%d,%s\n", line, raw)
+			}
+			res, err := s.Import(context.Background(), strings.NewReader(b.String()), registry.ImportOptions{Partial: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			refused := map[int]bool{}
+			for _, e := range res.Errors {
+				refused[e.Line] = true
+			}
+			rows, err := s.DB().Query(context.Background(), `SELECT substr(name, 2)::int, msisdn FROM workers`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[int]string{}
+			for rows.Next() {
+				var l int
+				var m string
+				if err := rows.Scan(&l, &m); err != nil {
+					t.Fatal(err)
+				}
+				got[l] = m
+			}
+			for l, m := range want {
+				if got[l] != m || refused[l] != (m == "") {
+					t.Errorf("line %d: imported %q (refused %v), ParseMSISDN gives %q", l, got[l], refused[l], m)
+				}
+			}
+			if valid := len(seen); valid < 200 || valid > 580 {
+				t.Errorf("%d of 600 numbers valid: the generator no longer tests both sides", valid)
+			}
+		})
 	}
 }
