@@ -1052,9 +1052,10 @@ func writeWorkers(ctx context.Context, tx pgx.Tx, st *workerStage, col *collecto
 
 // workerUpdate is what an import writes to a matched worker (w) from its row (g): the
 // row's values, except that a column the source does not speak about keeps the stored
-// value, and active, opted-out and language are kept when not given. The expressions read
-// w itself, not a copy joined in, so that a concurrent change (a STOP by SMS) committed
-// while the import runs is what they keep.
+// value, and active and language are kept when not given; a worker who opted out (an SMS
+// STOP) stays so whatever the file says. The expressions read w itself, not a copy
+// joined in, so that a concurrent change (a STOP by SMS) committed while the import runs
+// is what they keep.
 var workerUpdate = []struct{ col, expr string }{
 	{"ihris_id", "COALESCE(g.ihris_id, w.ihris_id)"},
 	{"name", "g.name"},
@@ -1066,7 +1067,7 @@ var workerUpdate = []struct{ col, expr string }{
 	{"skill_ids", "CASE WHEN g.has_skills THEN g.skill_ids ELSE w.skill_ids END"},
 	{"language", "COALESCE(g.language, w.language)"},
 	{"active", "COALESCE(g.active, w.active)"},
-	{"opted_out", "COALESCE(g.opted_out, w.opted_out)"},
+	{"opted_out", "w.opted_out OR COALESCE(g.opted_out, false)"},                     // an import opts out, never back in (only the worker's START does)
 	{"skill_mask", "CASE WHEN g.has_skills THEN g.skill_mask ELSE w.skill_mask END"}, // follows skill_ids
 }
 

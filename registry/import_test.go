@@ -212,6 +212,17 @@ func TestImportUpsertIdentity(t *testing.T) {
 	if w, err := s.FindWorker(ctx, "X3"); err != nil || w.MSISDN != "231776000003" {
 		t.Errorf("adopted worker = %+v, %v", w, err)
 	}
+	// A worker's STOP is theirs: a file saying opted_out=false does not undo it, while
+	// one saying true opts a worker out.
+	if err := s.SetOptOut(ctx, "231886000002", true); err != nil {
+		t.Fatal(err)
+	}
+	mustImportString(t, s, "ihris_id,name,phone,opted_out\nX1,Ann Kpan-Sirleaf,0886000002,false\nX3,Ben Toe,0776000003,true\n", registry.ImportOptions{})
+	for id, want := range map[string]bool{"X1": true, "X3": true} {
+		if w, err := s.FindWorker(ctx, id); err != nil || w.OptedOut != want {
+			t.Errorf("%s after import: %+v, %v; want opted out %v", id, w, err, want)
+		}
+	}
 	// Another iHRIS id on a phone that belongs to X1 is refused.
 	_, err = s.Import(ctx, strings.NewReader(hdr+"X9,Cee Doe,0886000002,jfk\n"), registry.ImportOptions{})
 	if d := mhero.ErrorDetails(err); mhero.ErrorCode(err) != mhero.EVALIDATION || len(d) != 1 || d[0].Field != "phone" ||
