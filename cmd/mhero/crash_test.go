@@ -190,8 +190,14 @@ messaging: {concurrency: %[3]d, lease: 3s}
 	if dups > concurrency {
 		t.Errorf("%d duplicates, more than the %d sends that can be in flight", dups, concurrency)
 	}
-	if states["submitted"]+states["delivered"] != recipients {
-		t.Errorf("message states %v: every message should be submitted or delivered", states)
+	// A response that comes after its send's deadline (the lease is short here, and a
+	// machine starved by other jobs can be that slow) leaves a message "unknown": never
+	// resent, by design; the simulator's count above shows it arrived all the same.
+	if states["submitted"]+states["delivered"]+states["unknown"] != recipients {
+		t.Errorf("message states %v: every message should be submitted, delivered or (late answer) unknown", states)
+	}
+	if states["unknown"] > concurrency {
+		t.Errorf("%d messages unknown, more than the sends in flight at any moment", states["unknown"])
 	}
 	if strings.Contains(srv.log.String(), `"level":"ERROR"`) {
 		t.Logf("server log after restart:\n%s", srv.log.String())
