@@ -71,9 +71,17 @@ type bindStats struct {
 
 	okCounter prometheus.Counter // cached: the hot path does no label lookup
 	inflight  prometheus.Gauge
-	submitVec *prometheus.CounterVec
+	m         *metrics
 	mno, bind string
+
+	// Label sets resolved once, on first use (so /metrics shows the same series as
+	// before), under mu: a map lookup instead of WithLabelValues's hashing per PDU.
+	statusC  map[uint32]prometheus.Counter
+	receiptC map[string]prometheus.Counter
+	inboundC map[inboundKey]prometheus.Counter
 }
+
+type inboundKey struct{ kind, result string }
 
 func (s *bindStats) init(m *metrics, mno, bind string) {
 	s.mno, s.bind = mno, bind
@@ -81,7 +89,10 @@ func (s *bindStats) init(m *metrics, mno, bind string) {
 	s.receipts = make(map[string]int64)
 	s.okCounter = m.submits.WithLabelValues(mno, bind, statusLabel(StatusOK))
 	s.inflight = m.inflight.WithLabelValues(mno, bind)
-	s.submitVec = m.submits
+	s.m = m
+	s.statusC = make(map[uint32]prometheus.Counter)
+	s.receiptC = make(map[string]prometheus.Counter)
+	s.inboundC = make(map[inboundKey]prometheus.Counter)
 }
 
 func (s *bindStats) answered(status uint32) {
@@ -92,14 +103,39 @@ func (s *bindStats) answered(status uint32) {
 	}
 	s.mu.Lock()
 	s.statuses[status]++
+	c := s.statusC[status]
+	if c == nil {
+		c = s.m.submits.WithLabelValues(s.mno, s.bind, statusLabel(status))
+		s.statusC[status] = c
+	}
 	s.mu.Unlock()
-	s.submitVec.WithLabelValues(s.mno, s.bind, statusLabel(status)).Inc()
+	c.Inc()
 }
 
+// receipt counts a receipt for Health and in mhero_smpp_receipts_total.
 func (s *bindStats) receipt(state string) {
 	s.mu.Lock()
 	s.receipts[state]++
+	c := s.receiptC[state]
+	if c == nil {
+		c = s.m.receipts.WithLabelValues(s.mno, state)
+		s.receiptC[state] = c
+	}
 	s.mu.Unlock()
+	c.Inc()
+}
+
+// inbound counts a deliver_sm/data_sm in mhero_smpp_inbound_total.
+func (s *bindStats) inbound(kind, result string) {
+	k := inboundKey{kind, result}
+	s.mu.Lock()
+	c := s.inboundC[k]
+	if c == nil {
+		c = s.m.inbound.WithLabelValues(s.mno, kind, result)
+		s.inboundC[k] = c
+	}
+	s.mu.Unlock()
+	c.Inc()
 }
 
 // snapshot copies the maps for Health.

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
-	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 	"github.com/mhero-health/mhero"
+	"github.com/mhero-health/mhero/smpp/internal/smbody"
 )
 
 // MO is a mobile-originated SMS, reassembled when it came in parts.
@@ -100,88 +100,64 @@ type deliver struct {
 	srcTON   uint8
 	esm, dc  uint8
 	sm       []byte
-	tlv      pdutlv.Map
+	f        smbody.Fields // its TLVs are read through tlvBytes
 }
 
-// The mandatory fields we decode: deliver_sm without go-smpp's UDH split (ParseUDH does
-// it), and data_sm, which go-smpp's pdu.Decode does not implement.
-var (
-	deliverFields = pdufield.List{pdufield.ServiceType, pdufield.SourceAddrTON, pdufield.SourceAddrNPI, pdufield.SourceAddr,
-		pdufield.DestAddrTON, pdufield.DestAddrNPI, pdufield.DestinationAddr, pdufield.ESMClass, pdufield.ProtocolID,
-		pdufield.PriorityFlag, pdufield.ScheduleDeliveryTime, pdufield.ValidityPeriod, pdufield.RegisteredDelivery,
-		pdufield.ReplaceIfPresentFlag, pdufield.DataCoding, pdufield.SMDefaultMsgID, pdufield.SMLength, pdufield.ShortMessage}
-	dataSMFields = pdufield.List{pdufield.ServiceType, pdufield.SourceAddrTON, pdufield.SourceAddrNPI, pdufield.SourceAddr,
-		pdufield.DestAddrTON, pdufield.DestAddrNPI, pdufield.DestinationAddr, pdufield.ESMClass,
-		pdufield.RegisteredDelivery, pdufield.DataCoding}
-)
-
-func decodeInbound(in *inboundPDU) (*deliver, error) {
-	l := deliverFields
+// decodeInbound decodes the mandatory fields of a deliver_sm (without go-smpp's UDH
+// split: ParseUDH does it) or data_sm (which go-smpp's pdu.Decode does not implement),
+// and its TLVs, the way go-smpp's pdufield.List.Decode and pdutlv.DecodeTLV do (held
+// equal by smbody's FuzzDecode), without their map and heap object per field. d's byte
+// slices alias in.body.
+func decodeInbound(in *inboundPDU, d *deliver) error {
+	kind := smbody.SM
 	if in.id == pdu.DataSMID {
-		l = dataSMFields
+		kind = smbody.DataSM
 	}
-	r := bytes.NewBuffer(in.body)
-	f, err := l.Decode(r)
-	if err != nil {
-		return nil, err
+	if err := smbody.Decode(kind, in.body, &d.f); err != nil {
+		return err
 	}
-	t, err := pdutlv.DecodeTLV(r)
-	if err != nil {
-		return nil, err
-	}
-	d := &deliver{tlv: t}
-	str := func(n pdufield.Name) string {
-		if v := f[n]; v != nil {
-			return v.String()
-		}
-		return ""
-	}
-	octet := func(n pdufield.Name) uint8 {
-		if v, ok := f[n].(*pdufield.Fixed); ok {
-			return v.Data
-		}
-		return 0
-	}
-	d.src, d.dst = str(pdufield.SourceAddr), str(pdufield.DestinationAddr)
-	d.srcTON, d.esm, d.dc = octet(pdufield.SourceAddrTON), octet(pdufield.ESMClass), octet(pdufield.DataCoding)
-	if v := f[pdufield.ShortMessage]; v != nil {
-		d.sm = v.Bytes()
-	}
-	if v := t[pdutlv.TagMessagePayload]; len(d.sm) == 0 && v != nil {
-		d.sm = v.Bytes()
-	}
-	return d, nil
-}
-
-func (d *deliver) tlvBytes(tag pdutlv.Tag) []byte {
-	if v := d.tlv[tag]; v != nil {
-		return v.Bytes()
+	f := &d.f
+	d.src, d.dst = string(f.SourceAddr), string(f.DestinationAddr)
+	d.srcTON, d.esm, d.dc = f.SourceAddrTON, f.ESMClass, f.DataCoding
+	d.sm = f.ShortMessage
+	if v := d.tlvBytes(pdutlv.TagMessagePayload); len(d.sm) == 0 && v != nil {
+		d.sm = v
 	}
 	return nil
 }
 
+func (d *deliver) tlvBytes(tag pdutlv.Tag) []byte {
+	v, _ := d.f.TLV(uint16(tag))
+	return v
+}
+
+func (d *deliver) hasTLV(tag pdutlv.Tag) bool {
+	_, ok := d.f.TLV(uint16(tag))
+	return ok
+}
+
 // inbound handles one deliver_sm/data_sm and returns the command_status to answer.
-func (p *Pool) inbound(ctx context.Context, b *bind, in *inboundPDU) uint32 {
-	d, err := decodeInbound(in)
-	if err != nil {
+func (p *Pool) inbound(ctx context.Context, b *bind, in inboundPDU) uint32 {
+	var d deliver
+	if err := decodeInbound(&in, &d); err != nil {
 		p.log.Warn("undecodable PDU from SMSC", "smsc", b.mno.cfg.Name, "bind", b.name, "cmd", in.id.String(), "seq", in.seq, "error", err)
 		p.count(b, "invalid", "error")
 		return StatusRxPermAppErr
 	}
 	switch {
 	case d.esm&0x3C == 0x04 || d.esm&0x3C == 0x20: // SMSC delivery receipt, intermediate notification
-		return p.onReceipt(ctx, b, d)
+		return p.onReceipt(ctx, b, &d)
 	case d.esm&0x3C != 0: // SME acknowledgements: nothing to do
 		p.count(b, "sme_ack", "ok")
 		return StatusOK
-	case d.tlv[pdutlv.TagUssdServiceOp] != nil:
-		return p.onUSSD(ctx, b, d)
+	case d.hasTLV(pdutlv.TagUssdServiceOp):
+		return p.onUSSD(ctx, b, &d)
 	}
-	return p.onMO(ctx, b, d)
+	return p.onMO(ctx, b, &d)
 }
 
 func (p *Pool) count(b *bind, kind, result string) {
-	p.metrics.inbound.WithLabelValues(b.mno.cfg.Name, kind, result).Inc()
+	b.stats.inbound(kind, result)
 }
 
 // answer turns a handler's error into the deliver_sm_resp status.
@@ -207,8 +183,7 @@ func (p *Pool) onReceipt(ctx context.Context, b *bind, d *deliver) uint32 {
 	dlr := DLR{Receipt: r, MNO: cfg.Name, Bind: b.name, RawMessageID: r.MessageID,
 		From: msisdn(d.src), To: d.dst, Received: time.Now()}
 	dlr.MessageID = NormalizeMessageID(r.MessageID, cfg.ReceiptIDFormat)
-	b.stats.receipt(string(r.State))
-	p.metrics.receipts.WithLabelValues(cfg.Name, string(r.State)).Inc()
+	b.stats.receipt(string(r.State)) // and its Prometheus counter
 	if p.log.Enabled(ctx, slog.LevelDebug) {
 		p.log.Debug("receipt", "smsc", cfg.Name, "bind", b.name, "msg_id", r.MessageID, "status", r.Stat)
 	}

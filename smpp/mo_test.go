@@ -209,8 +209,8 @@ func FuzzInbound(f *testing.F) {
 		if dataSM {
 			in.id = pdu.DataSMID
 		}
-		d, err := decodeInbound(in)
-		if err != nil {
+		var d deliver
+		if err := decodeInbound(in, &d); err != nil {
 			return
 		}
 		if d.esm&0x40 != 0 {

@@ -352,9 +352,9 @@ func (p *Pool) keepBound(ctx context.Context, b *bind, role pdu.ID, drain func()
 		name += " rx"
 	}
 	log := p.log.With("smsc", cfg.Name, "bind", name)
-	var handle func(context.Context, *inboundPDU) uint32
+	var handle func(context.Context, inboundPDU) uint32
 	if role != pdu.BindTransmitterID {
-		handle = func(ctx context.Context, in *inboundPDU) uint32 { return p.inbound(ctx, b, in) }
+		handle = func(ctx context.Context, in inboundPDU) uint32 { return p.inbound(ctx, b, in) }
 	}
 	delay := cfg.ReconnectMin
 	for ctx.Err() == nil {
@@ -405,7 +405,7 @@ func (p *Pool) keepBound(ctx context.Context, b *bind, role pdu.ID, drain func()
 }
 
 // connect dials and binds through the bind's breaker.
-func (p *Pool) connect(ctx context.Context, b *bind, name string, role pdu.ID, handle func(context.Context, *inboundPDU) uint32, log *slog.Logger) (*session, error) {
+func (p *Pool) connect(ctx context.Context, b *bind, name string, role pdu.ID, handle func(context.Context, inboundPDU) uint32, log *slog.Logger) (*session, error) {
 	done, err := b.cb.Allow()
 	if err != nil {
 		return nil, fmt.Errorf("circuit breaker: %w", err)

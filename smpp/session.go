@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,8 +28,9 @@ import (
 //     enquire_link, unbind) is handled apart, so a deliver_sm numbered like one of our
 //     submit_sm in flight is never mistaken for its response;
 //   - a serialised writer: a buffered writer behind a mutex, flushed by the last writer in
-//     line (group commit), so a full window goes out in few syscalls and a lone PDU
-//     without delay;
+//     line (group commit) after one runtime.Gosched, so a full window, or the responses
+//     of handlers released together, go out in few syscalls, and a lone PDU waits no
+//     longer than the goroutines already runnable;
 //   - the window: at most cfg.Window submit_sm in flight; a slot is taken before the write
 //     and given back when the response, a timeout or the end of the connection settles it;
 //   - a keeper goroutine that expires requests past cfg.ResponseTimeout (one sweep, no
@@ -47,6 +49,9 @@ type session struct {
 	w       *bufio.Writer
 	writers atomic.Int32 // writers queued or writing; the one that brings it to 0 flushes
 	werr    error        // sticky write error, under wmu
+	// unflushed (under wmu): the buffer holds frames the last writer will flush after
+	// its yield, unless another flushes first.
+	unflushed bool
 
 	seq atomic.Uint32
 
@@ -56,8 +61,8 @@ type session struct {
 
 	window  chan struct{}
 	inbound chan inboundPDU
-	handle  func(ctx context.Context, in *inboundPDU) uint32 // nil on transmitter sessions
-	hctx    context.Context                                  // handlers' context: outlives the connection until Stop's bound
+	handle  func(ctx context.Context, in inboundPDU) uint32 // nil on transmitter sessions
+	hctx    context.Context                                 // handlers' context: outlives the connection until Stop's bound
 
 	done      chan struct{} // closed when the connection is gone
 	closeOnce sync.Once
@@ -75,6 +80,20 @@ type call struct {
 	window   bool   // holds a window slot
 	ch       chan result
 }
+
+// callPool recycles calls (and their channels): one submit_sm's call is taken in start
+// and given back by whoever received its result, which is then its only holder (a call
+// leaves pending before it is settled).
+var callPool = sync.Pool{New: func() any { return &call{ch: make(chan result, 1)} }}
+
+func newCall(key uint64, deadline int64, window bool) *call {
+	c := callPool.Get().(*call)
+	c.key, c.deadline, c.window = key, deadline, window
+	return c
+}
+
+// releaseCall gives back a call whose result was received from c.ch.
+func releaseCall(c *call) { callPool.Put(c) }
 
 type result struct {
 	status uint32
@@ -101,7 +120,7 @@ const (
 
 // dialSession connects and binds. bindID is pdu.BindTransceiverID, BindTransmitterID or
 // BindReceiverID. handle is nil for a transmitter.
-func dialSession(ctx context.Context, cfg *Config, name string, bindID pdu.ID, handle func(context.Context, *inboundPDU) uint32,
+func dialSession(ctx context.Context, cfg *Config, name string, bindID pdu.ID, handle func(context.Context, inboundPDU) uint32,
 	hctx context.Context, log *slog.Logger, stats *bindStats) (*session, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", cfg.Addr())
@@ -213,7 +232,7 @@ func (s *session) start(frame []byte, respID pdu.ID, window bool) (*call, error)
 	seq := s.nextSeq()
 	binary.BigEndian.PutUint32(frame[12:16], seq)
 	now := time.Now().UnixNano()
-	c := &call{key: callKey(respID, seq), window: window, deadline: now + int64(s.cfg.ResponseTimeout), ch: make(chan result, 1)}
+	c := newCall(callKey(respID, seq), now+int64(s.cfg.ResponseTimeout), window)
 	s.pmu.Lock()
 	if s.pending == nil || (window && s.draining.Load()) {
 		s.pmu.Unlock()
@@ -263,36 +282,64 @@ func (s *session) write(frame []byte) (written bool, err error) {
 	s.writers.Add(1)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	last := func() bool { return s.writers.Add(-1) == 0 }
 	if s.werr != nil {
-		last()
+		s.writers.Add(-1)
 		return false, s.werr
 	}
-	if _, err = s.w.Write(frame); err == nil && last() {
+	_, err = s.w.Write(frame)
+	return true, s.flushLast(err)
+}
+
+// flushLast ends a write begun with writers.Add(1) under wmu: the last writer in line
+// flushes, and a write error closes the connection.
+func (s *session) flushLast(err error) error {
+	if last := s.writers.Add(-1) == 0; err == nil && last {
+		// Yield once before the flush, without wmu: writers made runnable together (the
+		// responses of handlers that one group commit released, a dispatcher batch's
+		// submits) join this flush instead of each paying a write syscall. Whoever finds
+		// the buffer still unflushed and no writer in line after the yield flushes.
+		s.unflushed = true
+		s.wmu.Unlock()
+		runtime.Gosched()
+		s.wmu.Lock()
+		if !s.unflushed || s.writers.Load() != 0 || s.werr != nil {
+			return nil // flushed by another writer, or the one in line will
+		}
+		s.unflushed = false
 		s.conn.SetWriteDeadline(time.Now().Add(s.cfg.ResponseTimeout))
 		err = s.w.Flush()
-	} else if err != nil {
-		last()
 	}
 	if err != nil {
 		s.werr = err
 		s.close(fmt.Errorf("write: %w", err)) // close never takes wmu
 	}
-	return true, err
+	return err
 }
 
-// writeResp answers an SMSC request.
+// writeResp answers an SMSC request. It encodes the response in the write buffer's
+// free space, under wmu: no allocation.
 func (s *session) writeResp(id pdu.ID, status uint32, seq uint32, withMsgID bool) {
-	var b [pdu.HeaderLen + 1]byte
 	n := pdu.HeaderLen
 	if withMsgID {
 		n++ // empty message_id C-string
 	}
-	binary.BigEndian.PutUint32(b[0:], uint32(n))
-	binary.BigEndian.PutUint32(b[4:], uint32(id))
-	binary.BigEndian.PutUint32(b[8:], status)
-	binary.BigEndian.PutUint32(b[12:], seq)
-	s.write(b[:n])
+	s.writers.Add(1)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.werr != nil {
+		s.writers.Add(-1)
+		return
+	}
+	b := s.w.AvailableBuffer()
+	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	b = binary.BigEndian.AppendUint32(b, uint32(id))
+	b = binary.BigEndian.AppendUint32(b, status)
+	b = binary.BigEndian.AppendUint32(b, seq)
+	if withMsgID {
+		b = append(b, 0)
+	}
+	_, err := s.w.Write(b)
+	s.flushLast(err)
 }
 
 // readLoop is the only reader of the connection.
@@ -435,7 +482,7 @@ func (s *session) worker() {
 			continue
 		default:
 		}
-		status := s.handle(s.hctx, &in)
+		status := s.handle(s.hctx, in)
 		s.writeResp(in.id|0x80000000, status, in.seq, true)
 		s.busy.Add(-1)
 	}

@@ -360,6 +360,7 @@ func (p *Pool) await(ctx context.Context, mn *mno, m *Message, sg *segment) (aga
 	var r result
 	select {
 	case r = <-c.ch:
+		releaseCall(c)
 	case <-ctx.Done():
 		// Left pending: the reader, the expiry sweep or the close settles it and frees
 		// the window slot. A late response is logged with its msg_id.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
+	"github.com/mhero-health/mhero/smpp/internal/smbody"
 )
 
 // command_status values the SMSC answers.
@@ -182,6 +184,9 @@ func (c *conn) writeLoop() {
 		if f.submitResp {
 			c.inflight.Add(-1)
 		}
+		if err == nil && !f.closeAfter && len(c.out) == 0 {
+			runtime.Gosched() // let frames made ready together (a batch's responses, due receipts) join this flush
+		}
 		if err == nil && (f.closeAfter || len(c.out) == 0) {
 			err = w.Flush()
 		}
@@ -347,13 +352,6 @@ func field(f pdufield.Map, name pdufield.Name) string {
 	return ""
 }
 
-func fixed(f pdufield.Map, name pdufield.Name) byte {
-	if v, ok := f[name].(*pdufield.Fixed); ok {
-		return v.Data
-	}
-	return 0
-}
-
 func (c *conn) handleSubmit(seq uint32, raw []byte) {
 	st := &c.s.st
 	st.submits.Add(1)
@@ -364,12 +362,12 @@ func (c *conn) handleSubmit(seq uint32, raw []byte) {
 		c.respond(resp, nil)
 		return
 	}
-	p, err := c.decode(raw)
-	if err != nil || p.Fields()[pdufield.ShortMessage] == nil { // go-smpp stops quietly at a truncated body
+	var f smbody.Fields
+	if err := decodeSubmit(raw, &f); err != nil || !f.HasShortMessage { // go-smpp stops quietly at a truncated body
 		c.nack(seq, statusInvCmdLen)
 		return
 	}
-	sm := c.submitOf(seq, p)
+	sm := c.submitOf(seq, &f)
 	cfg := &c.s.cfg
 	if cfg.NoResponseFor != nil && cfg.NoResponseFor(sm) {
 		st.unanswered.Add(1)
@@ -442,32 +440,37 @@ func (c *conn) releaseDelayed(f frame) {
 	}
 }
 
+// decodeSubmit decodes a submit_sm frame the way go-smpp's pdu.Decode does (smbody's
+// FuzzDecode holds the two equal), without its map and object per field. f's slices
+// alias a copy of the frame's body, so the Submit made of them owns its bytes.
+func decodeSubmit(frame []byte, f *smbody.Fields) error {
+	if len(frame) > pdu.MaxSize {
+		return errFrameLen
+	}
+	return smbody.Decode(smbody.SM, bytes.Clone(frame[pdu.HeaderLen:]), f)
+}
+
 // submitOf copies what the tests look at out of a decoded submit_sm.
-func (c *conn) submitOf(seq uint32, p pdu.Body) Submit {
-	f := p.Fields()
+func (c *conn) submitOf(seq uint32, f *smbody.Fields) Submit {
 	sm := Submit{
 		SystemID:           c.systemID,
 		Seq:                seq,
-		ServiceType:        field(f, pdufield.ServiceType),
-		Src:                field(f, pdufield.SourceAddr),
-		Dst:                field(f, pdufield.DestinationAddr),
-		ESMClass:           fixed(f, pdufield.ESMClass),
-		DataCoding:         fixed(f, pdufield.DataCoding),
-		RegisteredDelivery: fixed(f, pdufield.RegisteredDelivery),
-		ValidityPeriod:     field(f, pdufield.ValidityPeriod),
+		ServiceType:        string(f.ServiceType),
+		Src:                string(f.SourceAddr),
+		Dst:                string(f.DestinationAddr),
+		ESMClass:           f.ESMClass,
+		DataCoding:         f.DataCoding,
+		RegisteredDelivery: f.RegisteredDelivery,
+		ValidityPeriod:     string(f.ValidityPeriod),
+		ShortMessage:       f.ShortMessage,
 		ReceivedAt:         time.Now(),
-	}
-	if v, ok := f[pdufield.ShortMessage].(*pdufield.SM); ok {
-		sm.ShortMessage = v.Data
 	}
 	if sm.ESMClass&0x40 != 0 {
 		sm.UDH, sm.Concat = parseUDH(sm.ShortMessage)
 	}
-	if t := p.TLVFields(); len(t) > 0 {
-		sm.TLVs = make(map[pdutlv.Tag][]byte, len(t))
-		for tag, v := range t {
-			sm.TLVs[tag] = v.Bytes()
-		}
+	if len(f.TLVs) >= 4 {
+		sm.TLVs = make(map[pdutlv.Tag][]byte)
+		f.EachTLV(func(tag uint16, v []byte) { sm.TLVs[pdutlv.Tag(tag)] = v }) // the last of duplicates wins, as in go-smpp
 	}
 	return sm
 }

@@ -8,7 +8,8 @@
 // failures clients must survive: throttling, full queues, slow and missing responses,
 // dropped connections, rejected binds.
 //
-// It reads PDUs with go-smpp's pdu.Decode. It writes deliver_sm with its own encoder:
+// It reads binds with go-smpp's pdu.Decode and submit_sm with the same decoding of its
+// fields without go-smpp's per-field allocations (smpp/internal/smbody). It writes deliver_sm with its own encoder:
 // go-smpp's DeliverSM serialises a stray UDH-length octet when esm_class has no UDHI and
 // corrupts short_message. Responses are written straight from their header fields. It
 // does not import package smpp (mhero's client), so that package's own tests can use it.

@@ -17,6 +17,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
+	"github.com/mhero-health/mhero/smpp/internal/smbody"
 )
 
 // rawClient is the smallest SMPP client: go-smpp's codec over a net.Conn, no session
@@ -732,8 +733,9 @@ func BenchmarkSubmit(b *testing.B) {
 	}
 }
 
-// FuzzDecodeFrame feeds the frames the SMSC decodes (bind, submit_sm) to go-smpp's codec:
-// no panic may escape, whatever the body.
+// FuzzDecodeFrame feeds the frames the SMSC decodes (bind, submit_sm) to go-smpp's codec
+// and to the submit_sm decoding: no panic may escape, whatever the body. (smbody's
+// FuzzDecode holds the submit_sm decoding equal to go-smpp's.)
 func FuzzDecodeFrame(f *testing.F) {
 	frame := func(id pdu.ID, body []byte) []byte {
 		b := binary.BigEndian.AppendUint32(nil, uint32(16+len(body)))
@@ -749,5 +751,9 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var br bytes.Reader
 		decodeFrame(&br, b)
+		if len(b) >= pdu.HeaderLen {
+			var f smbody.Fields
+			decodeSubmit(b, &f)
+		}
 	})
 }
