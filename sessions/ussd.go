@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,13 +23,15 @@ import (
 //	ussd:{<key>}:s  the session state, with the session's TTL
 //	ussd:{<key>}:l  the lock a hop holds while it reads, changes and writes the state
 //	ussd:{<key>}:r  the worker's hop count in the current rate window
+//	ussd:{<key>}:c  lock tokens of hops that gave up waiting for their lock (see LockUSSD)
 //
-// The braces are a hash tag: a Valkey cluster keeps the three keys on one slot, which the
+// The braces are a hash tag: a Valkey cluster keeps the keys on one slot, which the
 // scripts need.
 var (
 	// ussdLockScript counts the hop (ARGV[3] > 0 is the limit; 0 means "a retry of the
 	// same hop, already counted") and, within the limit, takes the lock and returns the
-	// state: {count, locked (0/1), state or nil}. Over the limit it takes no lock.
+	// state: {count, locked (0/1), state or nil}. Over the limit it takes no lock, nor
+	// for a token its hop has given up on (in KEYS[4], written by ussdCancelScript).
 	ussdLockScript = valkey.NewLuaScript(`
 local n = 0
 local limit = tonumber(ARGV[3])
@@ -37,6 +40,7 @@ if limit > 0 then
 	if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[4]) end
 	if n > limit then return {n, 0, false} end
 end
+if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then return {n, 0, false} end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {n, 0, false} end
 return {n, 1, redis.call('GET', KEYS[1])}`)
 	// ussdSaveScript writes the state and releases the lock, only for the lock's holder:
@@ -49,6 +53,15 @@ return 1`)
 	ussdUnlockScript = valkey.NewLuaScript(`
 if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
 return 0`)
+	// ussdCancelScript is for a hop that stopped waiting for its lock script's answer:
+	// the script may have run (then it releases the lock) or may still run (then it
+	// leaves the token in KEYS[4], for as long as the lock would have been held, and the
+	// lock script refuses it). Either way no lock outlives the hop that asked for it.
+	ussdCancelScript = valkey.NewLuaScript(`
+if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('PEXPIRE', KEYS[4], ARGV[2])
+return 0`)
 )
 
 // ussdLockPoll bounds how often a hop waiting for another hop of the same worker (a
@@ -56,6 +69,8 @@ return 0`)
 const (
 	ussdLockPollMin = time.Millisecond
 	ussdLockPollMax = 16 * time.Millisecond
+	// ussdCancelWait bounds the clean-up of a lock request its hop gave up on.
+	ussdCancelWait = 2 * time.Second
 )
 
 // ussdTokens makes lock tokens: unique across instances (a random prefix per process)
@@ -68,9 +83,22 @@ var ussdTokens = func() func() string {
 	return func() string { return prefix + strconv.FormatUint(n.Add(1), 36) }
 }()
 
+// ussdKeys are key's state, lock, rate and cancelled-token keys, in that order (the
+// scripts' KEYS), cut from one string: one allocation rather than four.
 func (s *Store) ussdKeys(key string) []string {
-	base := s.Prefix + "ussd:{" + key + "}:"
-	return []string{base + "s", base + "l", base + "r"}
+	const head, tail = "ussd:{", "}:x"
+	n := len(s.Prefix) + len(head) + len(key) + len(tail)
+	var b strings.Builder
+	b.Grow(4 * n)
+	for _, k := range "slrc" {
+		b.WriteString(s.Prefix)
+		b.WriteString(head)
+		b.WriteString(key)
+		b.WriteString(tail[:2])
+		b.WriteByte(byte(k))
+	}
+	all := b.String()
+	return []string{all[:n], all[n : 2*n], all[2*n : 3*n], all[3*n:]}
 }
 
 func ussdMillis(d time.Duration) string {
@@ -82,18 +110,32 @@ func ussdMillis(d time.Duration) string {
 // (waiting, until ctx ends, while another hop holds it) and returns the stored state (nil
 // when there is none) with the lock's token. Over the limit it takes no lock and token is
 // "". maxHops 0 disables the limit.
+//
+// When ctx ends while a lock request is on its way, the request may still be carried out
+// after LockUSSD has returned its error; a clean-up in the background then releases that
+// lock, or has the request refused if it is yet to run, so a hop that gave up never
+// leaves its worker locked out for hold.
 func (s *Store) LockUSSD(ctx context.Context, key string, hold time.Duration, maxHops int, window time.Duration) (state []byte, token string, hops int, err error) {
 	token = ussdTokens()
 	keys := s.ussdKeys(key)
 	limit := max(maxHops, 0)
+	holdMS, windowMS := ussdMillis(hold), ussdMillis(window)
 	poll := ussdLockPollMin
 	for {
-		vals, err := ussdLockScript.Exec(ctx, s.client, keys,
-			[]string{token, ussdMillis(hold), strconv.Itoa(limit), ussdMillis(window)}).ToArray()
+		if err := ctx.Err(); err != nil { // nothing sent: nothing to clean up
+			return nil, "", hops, fmt.Errorf("ussd session %s: %w", mhero.MaskDigits(key), err)
+		}
+		vals, err := ussdLockScript.Exec(ctx, s.client, keys, []string{token, holdMS, strconv.Itoa(limit), windowMS}).ToArray()
 		if err != nil {
+			// Unless Valkey itself answered with an error, the script may have run, or
+			// may yet run (ctx ended while it was on its way).
+			if _, answered := valkey.IsValkeyErr(err); !answered {
+				s.cancelUSSDLock(ctx, keys, token, hold)
+			}
 			return nil, "", hops, fmt.Errorf("ussd session %s: %w", mhero.MaskDigits(key), err)
 		}
 		if len(vals) != 3 {
+			s.cancelUSSDLock(ctx, keys, token, hold)
 			return nil, "", hops, fmt.Errorf("ussd session %s: lock script answered %d values", mhero.MaskDigits(key), len(vals))
 		}
 		if limit > 0 {
@@ -110,6 +152,7 @@ func (s *Store) LockUSSD(ctx context.Context, key string, hold time.Duration, ma
 			}
 			state, err := vals[2].AsBytes()
 			if err != nil {
+				s.cancelUSSDLock(ctx, keys, token, hold)
 				return nil, "", hops, fmt.Errorf("ussd session %s: %w", mhero.MaskDigits(key), err)
 			}
 			return state, token, hops, nil
@@ -123,6 +166,18 @@ func (s *Store) LockUSSD(ctx context.Context, key string, hold time.Duration, ma
 		}
 		poll = min(2*poll, ussdLockPollMax)
 	}
+}
+
+// cancelUSSDLock releases, in the background, a lock that token's request may have
+// taken after its hop stopped waiting, or bars the request if it has yet to run. The
+// bar lasts as long as the lock would have, plus the time the clean-up itself may take.
+// If Valkey cannot be reached the lock lapses on its own after hold, as before.
+func (s *Store) cancelUSSDLock(ctx context.Context, keys []string, token string, hold time.Duration) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ussdCancelWait)
+	go func() {
+		defer cancel()
+		_ = ussdCancelScript.Exec(ctx, s.client, keys, []string{token, ussdMillis(hold + ussdCancelWait)}).Error()
+	}()
 }
 
 // SaveUSSD writes key's state with ttl and releases the lock token holds. It fails with

@@ -3,12 +3,17 @@ package sessions_test
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/url"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/mhero-health/mhero"
 	"github.com/mhero-health/mhero/registry/registrytest"
 	"github.com/mhero-health/mhero/sessions"
+	"github.com/valkey-io/valkey-go"
 )
 
 func openStore(t *testing.T) *sessions.Store {
@@ -181,4 +186,132 @@ func TestUSSDStateExpiresWithItsTTL(t *testing.T) {
 		t.Errorf("state after its TTL = %q, %v; want none", state, err)
 	}
 	_ = s.UnlockUSSD(ctx, worker, token)
+}
+
+// slowProxy forwards TCP to Valkey, holding back what the client sends for delay: a
+// server that answers late, without slowing the shared one down for anybody else.
+func slowProxy(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			type chunk struct {
+				b  []byte
+				at time.Time
+			}
+			q := make(chan chunk, 1024)
+			go func() {
+				defer close(q)
+				for {
+					b := make([]byte, 32<<10)
+					n, err := c.Read(b)
+					if n > 0 {
+						q <- chunk{b[:n], time.Now().Add(delay)}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+			go func() {
+				defer up.Close()
+				for ch := range q {
+					time.Sleep(time.Until(ch.at))
+					if _, err := up.Write(ch.b); err != nil {
+						return
+					}
+				}
+			}()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A hop whose deadline passes while its lock request is still on the way must not leave
+// the worker locked when the request is carried out after all.
+func TestLockUSSDThatGaveUpLeavesNoLock(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs Valkey/Redis")
+	}
+	u, err := url.Parse(registrytest.ValkeyURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := registrytest.KeyPrefix(t)
+	direct, err := sessions.Open(t.Context(), u.String(), prefix)
+	if err != nil {
+		t.Fatalf("connect Valkey (run make deps): %v", err)
+	}
+	t.Cleanup(direct.Close)
+	slowURL := *u
+	slowURL.Host = slowProxy(t, u.Host, 200*time.Millisecond)
+	slow, err := sessions.Open(t.Context(), slowURL.String(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(slow.Close)
+
+	// The request reaches Valkey about 200 ms after the hop gave up at 20 ms. Its lock,
+	// had it stayed, would hold for a minute.
+	short, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, tok, _, err := slow.LockUSSD(short, worker, time.Minute, 100, time.Minute); err == nil {
+		t.Fatalf("LockUSSD through a slow server got token %q within 20 ms", tok)
+	}
+	// Wait for the late request to be carried out: it counts the hop (under the key
+	// layout the package documents) in the same script that takes the lock.
+	raw, err := valkey.NewClient(valkey.MustParseURL(u.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	rateKey := prefix + "ussd:{" + worker + "}:r"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if n, err := raw.Do(t.Context(), raw.B().Exists().Key(rateKey).Build()).AsInt64(); err != nil {
+			t.Fatal(err)
+		} else if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the late lock request never reached Valkey")
+		}
+	}
+	// The next hop gets the lock once the clean-up has been carried out too (well
+	// before the minute).
+	ctx, cancel2 := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel2()
+	_, token, _, err := direct.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
+	if err != nil {
+		t.Fatalf("the next hop could not lock: %v (the late request's lock was left behind)", err)
+	}
+	if err := direct.UnlockUSSD(t.Context(), worker, token); err != nil {
+		t.Fatal(err)
+	}
 }

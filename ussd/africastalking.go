@@ -1,6 +1,7 @@
 package ussd
 
 import (
+	"io"
 	"net/http"
 
 	"github.com/mhero-health/mhero"
@@ -15,31 +16,33 @@ type africasTalking struct{}
 func (africasTalking) Name() string { return "africastalking" }
 
 func (africasTalking) Decode(r *http.Request) (Request, error) {
-	if err := r.ParseForm(); err != nil {
+	f, err := readForm(r, "sessionId", "serviceCode", "networkCode", "text", "phoneNumber")
+	if err != nil {
 		return Request{}, mhero.Errorf(mhero.EINVALID, "Want a form body.")
 	}
-	req := Request{
-		SessionID:   r.PostForm.Get("sessionId"),
-		ServiceCode: r.PostForm.Get("serviceCode"),
-		Network:     r.PostForm.Get("networkCode"),
-		Input:       CumulativeText(r.PostForm.Get("text")),
-	}
+	req := Request{SessionID: f[0], ServiceCode: f[1], Network: f[2], Input: CumulativeText(f[3])}
 	if req.SessionID == "" {
 		return Request{}, mhero.Errorf(mhero.EINVALID, "sessionId is required.")
 	}
-	var err error
-	if req.MSISDN, err = parseMSISDN(r.PostForm.Get("phoneNumber"), "phoneNumber"); err != nil {
+	if req.MSISDN, err = parseMSISDN(f[4], "phoneNumber"); err != nil {
 		return Request{}, err
 	}
 	return req, nil
 }
 
 func (africasTalking) Encode(w http.ResponseWriter, rep Reply) error {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header()["Content-Type"] = textPlain
 	prefix := "CON "
 	if rep.End {
 		prefix = "END "
 	}
-	_, err := w.Write([]byte(prefix + rep.Text))
+	if _, err := io.WriteString(w, prefix); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, rep.Text)
 	return err
 }
+
+// textPlain is the Content-Type of every answer, set without allocating a slice per
+// answer (net/http only reads it).
+var textPlain = []string{"text/plain; charset=utf-8"}

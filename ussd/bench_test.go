@@ -3,8 +3,12 @@ package ussd_test
 import (
 	"context"
 	"flag"
+	"math"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,7 +40,12 @@ var pacedRate = flag.Int("hops-rate", 10_000, "hops per second the paced benchma
 // Talking gateway: a real net/http server on loopback, real Valkey, 1,000 sessions in
 // flight at once, each worker a distinct phone. One op is 1,000 sessions (5,000 hops).
 // It reports hops/s, hop latency (p50, p99) and checks that every session's report was
-// submitted exactly once.
+// submitted exactly once. What a hop costs this process (server and load generator
+// together): cpu-µs/hop, allocs/hop, GCs (during the timed part), rw-syscalls/hop (read
+// and write system calls, Linux only), and sched-p99-ms, the 99th percentile of how long
+// a runnable goroutine waited for a CPU (high when the process is short of CPU, through
+// its own load or the machine's other jobs; hop latency well above it is time spent
+// elsewhere). Valkey's own CPU is not in these: read it from the server.
 //
 //   - saturated: each session sends its next hop as soon as it has the answer; the
 //     server's throughput, with latency as queueing at that load makes it.
@@ -71,6 +80,9 @@ func benchSessions(b *testing.B, every time.Duration) {
 		wg       sync.WaitGroup
 	)
 	b.ResetTimer()
+	var mem0, mem1 runtime.MemStats
+	runtime.ReadMemStats(&mem0)
+	sys0, sched0 := syscalls(), schedLatencies()
 	start, cpu0 := time.Now(), cpuTime()
 	for range concurrentSessions {
 		wg.Go(func() {
@@ -92,7 +104,9 @@ func benchSessions(b *testing.B, every time.Duration) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu1, sys1, sched1 := cpuTime(), syscalls(), schedLatencies()
 	b.StopTimer()
+	runtime.ReadMemStats(&mem1)
 
 	if n := failures.Load(); n > 0 {
 		b.Fatalf("%d of %d sessions failed; first: %v", n, total, firstErr.Load())
@@ -117,7 +131,76 @@ func benchSessions(b *testing.B, every time.Duration) {
 	b.ReportMetric(ms(all[len(all)*99/100]), "p99-ms")
 	b.ReportMetric(float64(lost), "lost")
 	b.ReportMetric(float64(doubled), "doubled")
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(len(all))/1e3, "cpu-µs/hop")
+	b.ReportMetric(float64(cpu1-cpu0)/float64(len(all))/1e3, "cpu-µs/hop")
+	b.ReportMetric(float64(mem1.Mallocs-mem0.Mallocs)/float64(len(all)), "allocs/hop")
+	b.ReportMetric(float64(mem1.NumGC-mem0.NumGC), "GCs")
+	b.ReportMetric(ms(sched1.since(sched0).quantile(0.99)), "sched-p99-ms")
+	if sys0 >= 0 && sys1 >= 0 {
+		b.ReportMetric(float64(sys1-sys0)/float64(len(all)), "rw-syscalls/hop")
+	}
+}
+
+// histogram is one of the Go runtime's histograms (runtime/metrics).
+type histogram struct{ *metrics.Float64Histogram }
+
+func schedLatencies() histogram {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return histogram{&metrics.Float64Histogram{}}
+	}
+	return histogram{s[0].Value.Float64Histogram()}
+}
+
+// since is h less what was counted by then.
+func (h histogram) since(then histogram) histogram {
+	d := &metrics.Float64Histogram{Buckets: h.Buckets, Counts: slices.Clone(h.Counts)}
+	if len(then.Counts) == len(d.Counts) {
+		for i := range d.Counts {
+			d.Counts[i] -= then.Counts[i]
+		}
+	}
+	return histogram{d}
+}
+
+// quantile is the upper bound of the bucket holding quantile q.
+func (h histogram) quantile(q float64) time.Duration {
+	var total uint64
+	for _, c := range h.Counts {
+		total += c
+	}
+	var seen uint64
+	for i, c := range h.Counts {
+		seen += c
+		if total > 0 && float64(seen) >= q*float64(total) {
+			if hi := h.Buckets[i+1]; !math.IsInf(hi, 1) {
+				return time.Duration(hi * float64(time.Second))
+			}
+			return time.Duration(h.Buckets[i] * float64(time.Second))
+		}
+	}
+	return 0
+}
+
+// syscalls is how many read and write system calls this process has made (Linux's
+// /proc/self/io), or -1 where that is not known: unlike CPU time, a count that other
+// jobs on the machine do not change.
+func syscalls() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok && (k == "syscr" || k == "syscw") {
+			c, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return -1
+			}
+			n += c
+		}
+	}
+	return n
 }
 
 // cpuTime is the process's user and system CPU time so far, in nanoseconds: what a hop

@@ -154,9 +154,18 @@ type Config struct {
 	SessionTTL  time.Duration // idle time before a session's state expires; default 180 s. A dropped session can be resumed until then.
 	RateLimit   int           // hops per MSISDN per RateWindow; default 60; negative: no limit
 	RateWindow  time.Duration // default 1 minute
-	Location    *time.Location
-	Now         func() time.Time
-	Log         *slog.Logger
+	// DirectoryTTL, when positive, lets a new session reuse what the Directory answered
+	// about its worker (and their facility) for this long instead of asking again: a
+	// worker who dials again soon, as one does for each commodity reported, costs the
+	// registry nothing. Numbers not found are always asked again. A change made elsewhere
+	// (deactivated, opted out by SMS, another facility) reaches new sessions within it,
+	// one made through this engine's actions (the language switch) at once on this
+	// instance; live sessions keep, as always, the worker they started with. 0 (default):
+	// ask every time.
+	DirectoryTTL time.Duration
+	Location     *time.Location
+	Now          func() time.Time
+	Log          *slog.Logger
 }
 
 // Defaults.
@@ -222,6 +231,9 @@ func NewEngine(c Config) (*Engine, error) {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	e.log = e.log.With("comp", "ussd")
+	if c.DirectoryTTL > 0 {
+		e.directory = newDirectoryCache(c.Directory, c.DirectoryTTL)
+	}
 	if len(c.Commodities) > 0 {
 		e.sources["commodities"] = commoditySource(c.Commodities, c.Menus.lang0())
 	}

@@ -345,3 +345,34 @@ func TestAPanickingActionEndsBusyAndReleasesTheSession(t *testing.T) {
 		t.Errorf("next dial = %q, want the resume question", rep.Text)
 	}
 }
+
+// With the registry's answers kept for a while, what the worker changes through the
+// menus (their language) still shows in their next session at once.
+func TestDirectoryTTLShowsAnActionsChangeAtOnce(t *testing.T) {
+	t.Parallel()
+	var e *env
+	e = newEnv(t, func(c *ussd.Config) {
+		c.DirectoryTTL = time.Hour
+		c.Actions["language.submit"] = ussd.ActionFunc(func(ctx context.Context, r ussd.ActionRequest) (map[string]string, error) {
+			w, err := e.Dir.FindWorkerByMSISDN(ctx, r.Worker.MSISDN)
+			if err != nil {
+				return nil, err
+			}
+			w.Language = r.Vars["language"]
+			e.Dir.Put(*w)
+			return nil, nil
+		})
+	})
+	s := e.session(t, "africastalking", "ttl-1", "+231886000001")
+	if rep := e.do(t, s, s.Dial("")); !strings.Contains(rep.Text, "Stock report") {
+		t.Fatalf("first session in English: %q", rep.Text)
+	}
+	e.do(t, s, s.Answer("5"))
+	if rep := e.do(t, s, s.Answer("2")); !strings.Contains(rep.Text, "Rapport de stock") {
+		t.Fatalf("after switching to French: %q", rep.Text)
+	}
+	s2 := e.session(t, "africastalking", "ttl-2", "+231886000001")
+	if rep := e.do(t, s2, s2.Dial("")); !strings.Contains(rep.Text, "Rapport de stock") {
+		t.Errorf("the next session, within the TTL, = %q; want the French main menu", rep.Text)
+	}
+}

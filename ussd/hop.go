@@ -107,10 +107,14 @@ func (h *hop) lookup(ctx context.Context) (*mhero.Worker, mhero.Facility, string
 	}
 	var f mhero.Facility
 	if w.FacilityID != 0 {
-		fp, err := h.e.directory.FindFacility(ctx, strconv.FormatInt(int64(w.FacilityID), 10))
+		fp, err := findFacilityByID(ctx, h.e.directory, w.FacilityID)
 		switch {
 		case err == nil:
 			f = *fp
+		case mhero.ErrorCode(err) == mhero.ECONFLICT:
+			// The registry answered another facility: better none than the wrong one.
+			h.e.log.LogAttrs(ctx, slog.LevelWarn, "ussd facility lookup", slog.String("session_id", h.req.SessionID),
+				slog.Int64("facility_id", int64(w.FacilityID)), slog.Any("error", err))
 		case mhero.ErrorCode(err) != mhero.ENOTFOUND:
 			h.e.log.LogAttrs(ctx, slog.LevelError, "ussd facility lookup", slog.String("session_id", h.req.SessionID), slog.Any("error", err))
 			return nil, mhero.Facility{}, "busy"
@@ -296,6 +300,9 @@ func (h *hop) runAction(ctx context.Context, st *state, name, key string) string
 		}
 		e.log.LogAttrs(ctx, slog.LevelError, "ussd action failed", attrs...)
 		return e.menus.str("action_failed", st.Lang, nil)
+	}
+	if c, ok := e.directory.(*directoryCache); ok {
+		c.forget(h.req.MSISDN) // the action may have changed the worker (language.submit does)
 	}
 	for k, v := range res {
 		st.set(k, value{V: v})

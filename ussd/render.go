@@ -31,8 +31,68 @@ const minScreenLimit = 120
 // pages cuts the view into screens of at most limit (screenSize) each, the last one
 // without More. more and back are the translated words.
 func (v view) pages(limit int, more, back string) []string {
+	if s, ok := v.onePage(limit, back); ok {
+		return []string{s}
+	}
 	return paginate(v.blocks(), v.tail(back), keyMore+". "+more, limit)
 }
+
+// onePage is the view on one screen, when it fits one: what paginate makes of blocks
+// and tail then, written at once without building them (most screens fit one, and a
+// screen is drawn on every hop).
+func (v view) onePage(limit int, back string) (string, bool) {
+	if len(v.options) >= len(smallInts) {
+		return "", false // leave long lists to the general case
+	}
+	hint, title, note := strings.TrimSpace(v.hint), strings.TrimSpace(v.title), strings.TrimSpace(v.note)
+	tail := v.backKey != "" && !v.end
+	// Two passes over the same lines: measure (stopping at the first that does not
+	// fit), then write.
+	m := meter{limit: limit}
+	var w *strings.Builder
+	lines := 0
+	line := func(a, b, c string) bool {
+		if w == nil {
+			return m.line(a, b, c)
+		}
+		if lines > 0 {
+			w.WriteByte('\n')
+		}
+		lines++
+		w.WriteString(a)
+		w.WriteString(b)
+		w.WriteString(c)
+		return true
+	}
+	each := func() bool {
+		if v.hint != "" && !line(hint, "", "") || !line(title, "", "") || v.note != "" && !line(note, "", "") {
+			return false
+		}
+		for i, o := range v.options {
+			if !line(smallInts[i+1], ". ", strings.TrimSpace(o)) {
+				return false
+			}
+		}
+		return !tail || line(v.backKey, ". ", back)
+	}
+	if !each() {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(m.bytes)
+	w = &b
+	each()
+	return b.String(), true
+}
+
+// smallInts are the choice numbers "0" to "19" without formatting them on every screen.
+var smallInts = func() []string {
+	s := make([]string, 20)
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return s
+}()
 
 // blocks are the view's lines that pagination keeps whole where it can.
 func (v view) blocks() []string {
@@ -111,37 +171,63 @@ func paginate(blocks, tail []string, moreLine string, limit int) []string {
 // fitsLines reports whether the lines, joined by newlines, fit limit (as screenSize
 // counts). It stops reading as soon as they do not, so long texts cost one page's worth.
 func fitsLines(limit int, parts ...[]string) bool {
-	septets, units, gsm, first := 0, 0, true, true
-	add := func(r rune) bool {
-		units++
-		if r > 0xFFFF {
-			units++ // a surrogate pair in UCS-2
-		}
-		if gsm {
-			if c := gsmCost(r); c > 0 {
-				septets += c
-				return septets <= limit
-			}
-			gsm = false
-		}
-		// UCS-2 never measures less than GSM, so a text over the limit in GSM is over it
-		// either way, and the check above may stop early.
-		return units*16/7 <= limit
-	}
+	m := meter{limit: limit}
 	for _, part := range parts {
 		for _, l := range part {
-			if !first && !add('\n') {
+			if !m.line(l, "", "") {
 				return false
-			}
-			first = false
-			for _, r := range l {
-				if !add(r) {
-					return false
-				}
 			}
 		}
 	}
 	return true
+}
+
+// meter measures lines as screenSize would measure them joined by newlines, and reports
+// as soon as they no longer fit limit.
+type meter struct {
+	limit, septets, units int
+	ucs2                  bool // a character outside the GSM alphabet was seen
+	lines                 int
+	bytes                 int // the joined lines' length in bytes
+}
+
+// line adds the line a+b+c.
+func (m *meter) line(a, b, c string) bool {
+	if m.lines > 0 {
+		m.bytes++
+		if !m.add('\n') {
+			return false
+		}
+	}
+	m.lines++
+	m.bytes += len(a) + len(b) + len(c)
+	return m.str(a) && m.str(b) && m.str(c)
+}
+
+func (m *meter) str(s string) bool {
+	for _, r := range s {
+		if !m.add(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *meter) add(r rune) bool {
+	m.units++
+	if r > 0xFFFF {
+		m.units++ // a surrogate pair in UCS-2
+	}
+	if !m.ucs2 {
+		if c := gsmCost(r); c > 0 {
+			m.septets += c
+			return m.septets <= m.limit
+		}
+		m.ucs2 = true
+	}
+	// UCS-2 never measures less than GSM, so a text over the limit in GSM is over it
+	// either way, and the check above may stop early.
+	return m.units*16/7 <= m.limit
 }
 
 // cutToFit splits s into the longest head that fits (preferring a cut after a space) and

@@ -1,6 +1,7 @@
 package ussd
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -42,6 +43,9 @@ func TestViewPages(t *testing.T) {
 		{"back on every page, More on all but the last", long, 182, []string{
 			"Main reason for referral?\n1. Danger signs (child)\n2. Fever not improving\n3. Severe malnutrition\n4. Pregnancy complication\n5. Labour or delivery\n6. Suspected TB\n98. More\n0. Back",
 			"7. Injury\n8. Other\n0. Back"}},
+		{"hint and note", view{hint: " Choose one of the numbers shown. ", title: "Inbox\n", note: "Nothing here yet.", backKey: "0"}, 182,
+			[]string{"Choose one of the numbers shown.\nInbox\nNothing here yet.\n0. Back"}},
+		{"empty lines stay lines", view{hint: " ", title: "", options: []string{" ", "x"}}, 182, []string{"\n\n1. \n2. x"}},
 		{"an end screen has no Back", view{title: "Thank you.", backKey: "0", end: true}, 182, []string{"Thank you."}},
 		{"a long text is cut between words", view{title: strings.Repeat("word ", 20), backKey: "00"}, 60, []string{
 			"word word word word word word word word\n98. More\n00. Back",
@@ -77,6 +81,10 @@ func FuzzPages(f *testing.F) {
 			v.backKey = "0"
 		}
 		pages := v.pages(limit, "More", "Back")
+		// The one-page shortcut draws what the general cut would.
+		if want := paginate(v.blocks(), v.tail("Back"), keyMore+". More", limit); !slices.Equal(pages, want) {
+			t.Fatalf("pages = %q, paginate = %q", pages, want)
+		}
 		var body strings.Builder
 		for i, p := range pages {
 			if n := screenSize(p); n > limit {

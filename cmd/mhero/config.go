@@ -75,6 +75,9 @@ type USSDConfig struct {
 	ScreenLimit int                      `yaml:"screen_limit"` // characters per screen; default 182
 	SessionTTL  time.Duration            `yaml:"session_ttl"`  // idle session kept (and resumable) this long; default 180s
 	RateLimit   int                      `yaml:"rate_limit"`   // hops per minute per phone; default 60
+	// DirectoryTTL lets a new session reuse a worker's registry lookup this long (0: off):
+	// a deactivation or an SMS opt-out then reaches new sessions within it.
+	DirectoryTTL time.Duration `yaml:"directory_ttl"`
 }
 
 // GatewayConfig authenticates one USSD aggregator.

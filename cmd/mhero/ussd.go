@@ -208,7 +208,7 @@ func (a *App) startUSSD(cfg Config, log *slog.Logger, wake func()) error {
 	actions, sources := ussdHandlers(a.registry, a.reports, a.outbox, a.sms, wake)
 	a.ussd, err = ussd.NewEngine(ussd.Config{Menus: menus, Sessions: a.sessions, Directory: a.registry,
 		Actions: actions, Sources: sources,
-		Commodities: commodities, ScreenLimit: u.ScreenLimit, SessionTTL: u.SessionTTL, RateLimit: u.RateLimit,
+		Commodities: commodities, ScreenLimit: u.ScreenLimit, SessionTTL: u.SessionTTL, RateLimit: u.RateLimit, DirectoryTTL: u.DirectoryTTL,
 		Location: cfg.File.zone, Log: log})
 	if err != nil {
 		return err

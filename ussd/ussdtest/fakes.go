@@ -32,6 +32,13 @@ func NewDirectory(workers []mhero.Worker, facilities []mhero.Facility) *Director
 	return d
 }
 
+// Put adds the worker, or replaces the one with the same phone: the registry changing.
+func (d *Directory) Put(w mhero.Worker) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.workers[w.MSISDN] = &w
+}
+
 // FindWorkerByMSISDN returns a copy of the worker, ENOTFOUND for strangers.
 func (d *Directory) FindWorkerByMSISDN(_ context.Context, m mhero.MSISDN) (*mhero.Worker, error) {
 	d.mu.RLock()
