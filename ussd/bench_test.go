@@ -286,8 +286,10 @@ func BenchmarkEngineHop(b *testing.B) {
 		return &mhero.Worker{ID: 1, Name: "Bench Worker", MSISDN: m, FacilityID: 1, Language: "en", Active: true}
 	}
 	eng, err := ussd.NewEngine(ussd.Config{Menus: menus, Sessions: &memStore{m: map[string][]byte{}}, Directory: dir,
-		Actions:     map[string]ussd.Action{"stock.submit": rec, "referral.submit": rec, "details.submit": rec, "language.submit": rec},
-		Sources:     map[string]ussd.Source{"facilities": ussdtest.Choices(nearbyFacilities...), "cadres": ussdtest.Choices(testCadres...), "inbox": inbox},
+		Actions: map[string]ussd.Action{"stock.submit": rec, "referral.submit": rec, "details.submit": rec, "language.submit": rec,
+			"survey.answer": rec},
+		Sources: map[string]ussd.Source{"facilities": ussdtest.Choices(nearbyFacilities...), "cadres": ussdtest.Choices(testCadres...), "inbox": inbox,
+			"surveys": ussdtest.Choices()},
 		Commodities: testCommodities})
 	if err != nil {
 		b.Fatal(err)
