@@ -7,6 +7,7 @@ package sessions
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/valkey-io/valkey-go"
@@ -22,6 +23,8 @@ const flushDelay = 20 * time.Microsecond
 type Store struct {
 	client valkey.Client
 	Prefix string
+
+	cleanups sync.WaitGroup // background clean-ups (cancelUSSDLock); Close waits for them
 }
 
 // Open connects to the server at url (redis://host:port/db, rediss:// for TLS, or the
@@ -63,5 +66,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the connections.
-func (s *Store) Close() { s.client.Close() }
+// Close waits for the background clean-ups (each bounded by a few seconds), then closes
+// the connection.
+func (s *Store) Close() {
+	s.cleanups.Wait()
+	s.client.Close()
+}

@@ -174,10 +174,10 @@ func (s *Store) LockUSSD(ctx context.Context, key string, hold time.Duration, ma
 // If Valkey cannot be reached the lock lapses on its own after hold, as before.
 func (s *Store) cancelUSSDLock(ctx context.Context, keys []string, token string, hold time.Duration) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ussdCancelWait)
-	go func() {
+	s.cleanups.Go(func() {
 		defer cancel()
 		_ = ussdCancelScript.Exec(ctx, s.client, keys, []string{token, ussdMillis(hold + ussdCancelWait)}).Error()
-	}()
+	})
 }
 
 // SaveUSSD writes key's state with ttl and releases the lock token holds. It fails with
