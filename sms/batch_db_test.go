@@ -243,18 +243,7 @@ func TestBatchPassingFailureIsRetried(t *testing.T) {
 		}
 	}
 	flaky.failures.Store(100)
-	id = e.mo(t, w, "STOCK ORS 8")
-	for range 2 {
-		if _, err := proc.Drain(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.db.Exec(ctx, `UPDATE inbound_messages SET retry_at = now() WHERE id = $1 AND handled_at IS NULL`, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if o := e.outcome(t, id); o.as != sms.HandledFailed || !strings.Contains(o.reply, "try again later") {
-		t.Errorf("given up: %+v", o)
-	}
+	e.givenUp(t, proc, e.mo(t, w, "STOCK ORS 8"))
 }
 
 // TestBatchEffectRefusedByPostgreSQL: a stock report or an opt-out that PostgreSQL refuses

@@ -67,18 +67,7 @@ func TestPassingFailureIsRetried(t *testing.T) {
 
 	// Failing every time: after MaxAttempts it is given up, kept, and answered "try later".
 	flaky.failures.Store(100)
-	id = e.mo(t, w, "STOCK ORS 8")
-	for range 2 {
-		if _, err := proc.Drain(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.db.Exec(ctx, `UPDATE inbound_messages SET retry_at = now() WHERE id = $1 AND handled_at IS NULL`, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if o := e.outcome(t, id); o.as != sms.HandledFailed || !strings.Contains(o.reply, "try again later") {
-		t.Errorf("given up: %+v", o)
-	}
+	e.givenUp(t, proc, e.mo(t, w, "STOCK ORS 8"))
 }
 
 // TestPoisonMessage: an SMS whose handling PostgreSQL refuses every time does not block

@@ -144,6 +144,24 @@ type outcome struct {
 	priority int
 }
 
+// givenUp drains SMS id through proc until its attempts (MaxAttempts 2) are used up,
+// and checks it was given up and its sender told to try again later.
+func (e *env) givenUp(t testing.TB, proc *sms.Processor, id int64) {
+	t.Helper()
+	ctx := context.Background()
+	for range 2 {
+		if _, err := proc.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.db.Exec(ctx, `UPDATE inbound_messages SET retry_at = now() WHERE id = $1 AND handled_at IS NULL`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o := e.outcome(t, id); o.as != sms.HandledFailed || !strings.Contains(o.reply, "try again later") {
+		t.Errorf("given up: %+v", o)
+	}
+}
+
 func (e *env) outcome(t testing.TB, id int64) outcome {
 	t.Helper()
 	var o outcome
