@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/mhero-health/mhero"
 	"github.com/mhero-health/mhero/api"
 )
@@ -41,33 +40,18 @@ func (s *Store) BroadcastRoutes(srv *api.Server, aud Audience, wake func()) {
 			api.Error(w, r, log, err)
 			return
 		}
-		status := http.StatusOK
-		if created {
-			status = http.StatusCreated
-			w.Header().Set("Location", "/api/v1/broadcasts/"+strconv.FormatInt(b.ID, 10))
-			if wake != nil {
-				wake()
-			}
+		if created && wake != nil {
+			wake()
 		}
-		api.JSON(w, status, b)
+		api.Created(w, b, created, "/api/v1/broadcasts/"+strconv.FormatInt(b.ID, 10))
 	})).Methods(http.MethodPost)
 
-	srv.API.HandleFunc("/broadcasts", api.Require(mhero.RoleReader, func(w http.ResponseWriter, r *http.Request) {
-		before, n, err := api.PageParams(r)
-		if err != nil {
-			api.Error(w, r, log, err)
-			return
-		}
-		list, err := s.ListBroadcasts(r.Context(), before, n)
-		if err != nil {
-			api.Error(w, r, log, err)
-			return
-		}
-		api.WriteList(w, r, list, n, func(b *Broadcast) int64 { return b.ID }, broadcastCSVHeader, broadcastCSVRow)
-	})).Methods(http.MethodGet)
+	srv.API.HandleFunc("/broadcasts", api.Require(mhero.RoleReader, api.List(log, func(r *http.Request, before int64, n int) ([]*Broadcast, error) {
+		return s.ListBroadcasts(r.Context(), before, n)
+	}, func(b *Broadcast) int64 { return b.ID }, broadcastCSVHeader, broadcastCSVRow))).Methods(http.MethodGet)
 
 	srv.API.HandleFunc("/broadcasts/{id}", api.Require(mhero.RoleReader, api.Get(log, func(r *http.Request) (*Broadcast, error) {
-		id, err := pathID(r)
+		id, err := api.PathID(r)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +63,7 @@ func (s *Store) BroadcastRoutes(srv *api.Server, aud Audience, wake func()) {
 	})).Methods(http.MethodGet)
 
 	srv.API.HandleFunc("/broadcasts/{id}/locations", api.Require(mhero.RoleReader, api.Get(log, func(r *http.Request) (map[string]any, error) {
-		id, err := pathID(r)
+		id, err := api.PathID(r)
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +78,7 @@ func (s *Store) BroadcastRoutes(srv *api.Server, aud Audience, wake func()) {
 	}))).Methods(http.MethodGet)
 
 	srv.API.HandleFunc("/broadcasts/{id}/cancel", api.Require(mhero.RoleSender, api.Get(log, func(r *http.Request) (map[string]any, error) {
-		id, err := pathID(r)
+		id, err := api.PathID(r)
 		if err != nil {
 			return nil, err
 		}
@@ -150,14 +134,6 @@ func (s *Store) BroadcastRoutes(srv *api.Server, aud Audience, wake func()) {
 	})).Methods(http.MethodGet)
 }
 
-func pathID(r *http.Request) (int64, error) {
-	id, err := strconv.ParseInt(mux.Vars(r)["id"], 10, 64)
-	if err != nil || id <= 0 {
-		return 0, mhero.Errorf(mhero.EINVALID, "id must be a positive number.")
-	}
-	return id, nil
-}
-
 // monthPeriod reads a DHIS2 monthly period ("202611"); "" is the current month.
 func monthPeriod(p string, now time.Time) (from, to time.Time, period string, err error) {
 	if p == "" {
@@ -197,7 +173,7 @@ func recipientCSVRow(m RecipientStatus) []string {
 // is read (a page when ?limit= is given), so a 100,000-recipient export never sits in
 // memory.
 func (s *Store) serveBroadcastMessages(w http.ResponseWriter, r *http.Request, log *slog.Logger) {
-	id, err := pathID(r)
+	id, err := api.PathID(r)
 	if err != nil {
 		api.Error(w, r, log, err)
 		return

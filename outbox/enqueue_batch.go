@@ -39,13 +39,7 @@ func (s *Store) EnqueueBatch(ctx context.Context, tx pgx.Tx, msgs []NewMessage) 
 		if nm.MNO == "" && s.Planner != nil {
 			nm.MNO, _ = s.Planner.Route(nm.To) // unroutable: the dispatcher fails it and says so
 		}
-		v := nm.ValidFor.Microseconds()
-		switch {
-		case nm.ValidFor == 0:
-			v = DefaultValidity.Microseconds()
-		case nm.ValidFor < 0:
-			v = -1 // no limit
-		}
+		v := nm.validMicros()
 		workers[i], to[i], senders[i], bodies[i] = int64(nm.WorkerID), string(nm.To), nm.Sender, nm.Body
 		prios[i], mnos[i], valid[i], keys[i], bcasts[i] = int16(nm.Priority), nm.MNO, v, nm.IdempotencyKey, nm.BroadcastID
 	}

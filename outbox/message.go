@@ -74,6 +74,18 @@ func (m *NewMessage) validate() error {
 	return nil
 }
 
+// validMicros is how long the message stays valid after it is due, in microseconds:
+// DefaultValidity when ValidFor is zero, -1 for no limit.
+func (m *NewMessage) validMicros() int64 {
+	switch {
+	case m.ValidFor == 0:
+		return DefaultValidity.Microseconds()
+	case m.ValidFor < 0:
+		return -1
+	}
+	return m.ValidFor.Microseconds()
+}
+
 func nullIfZero[T comparable](v T) *T {
 	var zero T
 	if v == zero {
@@ -88,13 +100,7 @@ func (s *Store) Enqueue(ctx context.Context, nm NewMessage) (*Message, error) {
 	if err := nm.validate(); err != nil {
 		return nil, err
 	}
-	validFor := nm.ValidFor.Microseconds()
-	switch {
-	case nm.ValidFor == 0:
-		validFor = DefaultValidity.Microseconds()
-	case nm.ValidFor < 0:
-		validFor = -1 // no limit
-	}
+	validFor := nm.validMicros()
 	if nm.MNO == "" && s.Planner != nil {
 		nm.MNO, _ = s.Planner.Route(nm.To) // unroutable: the dispatcher fails it and says so
 	}

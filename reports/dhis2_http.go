@@ -20,7 +20,7 @@ func (s *Store) ExportRoutes(srv *api.Server, p *Pusher) {
 	r := srv.API
 	r.HandleFunc("/exports/dhis2", api.Require(reader, h.dhis2Export(p))).Methods(http.MethodGet)
 	r.HandleFunc("/exports/dhis2/push", api.Require(admin, h.dhis2Push(p))).Methods(http.MethodPost)
-	r.HandleFunc("/exports/dhis2/runs", api.Require(reader, h.dhis2Runs)).Methods(http.MethodGet)
+	r.HandleFunc("/exports/dhis2/runs", api.Require(reader, h.dhis2Runs())).Methods(http.MethodGet)
 	r.HandleFunc("/exports/dhis2/runs/{id}", api.Require(reader, api.Get(srv.Log, func(r *http.Request) (*PushRunDetail, error) {
 		id, err := strconv.ParseInt(mux.Vars(r)["id"], 10, 64)
 		if err != nil || id <= 0 {
@@ -106,18 +106,10 @@ func (h *handler) dhis2Push(p *Pusher) http.HandlerFunc {
 var pushHeader = []string{"id", "period", "data_set", "trigger", "actor", "status", "started_at", "finished_at", "values_sent",
 	"skipped", "dhis2_status", "imported", "updated", "ignored", "deleted", "conflicts", "error"}
 
-func (h *handler) dhis2Runs(w http.ResponseWriter, r *http.Request) {
-	before, n, err := api.PageParams(r)
-	if err != nil {
-		api.Error(w, r, h.srv.Log, err)
-		return
-	}
-	runs, err := h.s.ListPushes(r.Context(), before, n)
-	if err != nil {
-		api.Error(w, r, h.srv.Log, err)
-		return
-	}
-	api.WriteList(w, r, runs, n, func(p PushRun) int64 { return p.ID }, pushHeader, func(p PushRun) []string {
+func (h *handler) dhis2Runs() http.HandlerFunc {
+	return api.List(h.srv.Log, func(r *http.Request, before int64, n int) ([]PushRun, error) {
+		return h.s.ListPushes(r.Context(), before, n)
+	}, func(p PushRun) int64 { return p.ID }, pushHeader, func(p PushRun) []string {
 		finished := ""
 		if p.FinishedAt != nil {
 			finished = csvTime(*p.FinishedAt)

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/mhero-health/mhero"
 	"github.com/mhero-health/mhero/api"
 )
@@ -43,33 +42,18 @@ func (s *Store) Routes(srv *api.Server, wake func()) {
 			api.Error(w, r, log, err)
 			return
 		}
-		status := http.StatusOK
-		if created {
-			status = http.StatusCreated
-			w.Header().Set("Location", "/api/v1/surveys/"+strconv.FormatInt(sv.ID, 10))
-			if wake != nil {
-				wake()
-			}
+		if created && wake != nil {
+			wake()
 		}
-		api.JSON(w, status, sv)
+		api.Created(w, sv, created, "/api/v1/surveys/"+strconv.FormatInt(sv.ID, 10))
 	})).Methods(http.MethodPost)
 
-	srv.API.HandleFunc("/surveys", api.Require(mhero.RoleReader, func(w http.ResponseWriter, r *http.Request) {
-		before, n, err := api.PageParams(r)
-		if err != nil {
-			api.Error(w, r, log, err)
-			return
-		}
-		list, err := s.ListSurveys(r.Context(), before, n)
-		if err != nil {
-			api.Error(w, r, log, err)
-			return
-		}
-		api.WriteList(w, r, list, n, func(sv *Survey) int64 { return sv.ID }, surveyCSVHeader, surveyCSVRow)
-	})).Methods(http.MethodGet)
+	srv.API.HandleFunc("/surveys", api.Require(mhero.RoleReader, api.List(log, func(r *http.Request, before int64, n int) ([]*Survey, error) {
+		return s.ListSurveys(r.Context(), before, n)
+	}, func(sv *Survey) int64 { return sv.ID }, surveyCSVHeader, surveyCSVRow))).Methods(http.MethodGet)
 
 	srv.API.HandleFunc("/surveys/{id}", api.Require(mhero.RoleReader, api.Get(log, func(r *http.Request) (*Survey, error) {
-		id, err := pathID(r)
+		id, err := api.PathID(r)
 		if err != nil {
 			return nil, err
 		}
@@ -81,7 +65,7 @@ func (s *Store) Routes(srv *api.Server, wake func()) {
 	})).Methods(http.MethodGet)
 
 	srv.API.HandleFunc("/surveys/{id}/close", api.Require(mhero.RoleSender, api.Get(log, func(r *http.Request) (*Survey, error) {
-		id, err := pathID(r)
+		id, err := api.PathID(r)
 		if err != nil {
 			return nil, err
 		}
@@ -93,22 +77,12 @@ func (s *Store) Routes(srv *api.Server, wake func()) {
 			return s.CreateSchedule(r.Context(), in)
 		}))).Methods(http.MethodPost)
 
-	srv.API.HandleFunc("/schedules", api.Require(mhero.RoleReader, func(w http.ResponseWriter, r *http.Request) {
-		before, n, err := api.PageParams(r)
-		if err != nil {
-			api.Error(w, r, log, err)
-			return
-		}
-		list, err := s.ListSchedules(r.Context(), before, n)
-		if err != nil {
-			api.Error(w, r, log, err)
-			return
-		}
-		api.WriteList(w, r, list, n, func(sc *Schedule) int64 { return sc.ID }, scheduleCSVHeader, scheduleCSVRow)
-	})).Methods(http.MethodGet)
+	srv.API.HandleFunc("/schedules", api.Require(mhero.RoleReader, api.List(log, func(r *http.Request, before int64, n int) ([]*Schedule, error) {
+		return s.ListSchedules(r.Context(), before, n)
+	}, func(sc *Schedule) int64 { return sc.ID }, scheduleCSVHeader, scheduleCSVRow))).Methods(http.MethodGet)
 
 	srv.API.HandleFunc("/schedules/{id}", api.Require(mhero.RoleReader, api.Get(log, func(r *http.Request) (*Schedule, error) {
-		id, err := pathID(r)
+		id, err := api.PathID(r)
 		if err != nil {
 			return nil, err
 		}
@@ -120,7 +94,7 @@ func (s *Store) Routes(srv *api.Server, wake func()) {
 		paused bool
 	}{{"/schedules/{id}/pause", true}, {"/schedules/{id}/resume", false}} {
 		srv.API.HandleFunc(op.path, api.Require(mhero.RoleSender, api.Get(log, func(r *http.Request) (*Schedule, error) {
-			id, err := pathID(r)
+			id, err := api.PathID(r)
 			if err != nil {
 				return nil, err
 			}
@@ -129,20 +103,12 @@ func (s *Store) Routes(srv *api.Server, wake func()) {
 	}
 
 	srv.API.HandleFunc("/schedules/{id}", api.Require(mhero.RoleSender, api.Do(log, func(r *http.Request) error {
-		id, err := pathID(r)
+		id, err := api.PathID(r)
 		if err != nil {
 			return err
 		}
 		return s.DeleteSchedule(r.Context(), id)
 	}))).Methods(http.MethodDelete)
-}
-
-func pathID(r *http.Request) (int64, error) {
-	id, err := strconv.ParseInt(mux.Vars(r)["id"], 10, 64)
-	if err != nil || id <= 0 {
-		return 0, mhero.Errorf(mhero.EINVALID, "id must be a positive number.")
-	}
-	return id, nil
 }
 
 var surveyCSVHeader = []string{"id", "name", "state", "languages", "questions", "send_at", "deadline", "created_by", "created_at", "closed_at"}
@@ -192,7 +158,7 @@ func timeCSV(t time.Time) string {
 // serveResponses answers JSON pages, or CSV: every answer streamed as it is read (a page
 // when ?limit= is given), so a national survey's export never sits in memory.
 func (s *Store) serveResponses(w http.ResponseWriter, r *http.Request, log *slog.Logger) {
-	id, err := pathID(r)
+	id, err := api.PathID(r)
 	if err != nil {
 		api.Error(w, r, log, err)
 		return
