@@ -3,10 +3,7 @@ package sessions_test
 import (
 	"bytes"
 	"context"
-	"io"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -188,71 +185,6 @@ func TestUSSDStateExpiresWithItsTTL(t *testing.T) {
 	_ = s.UnlockUSSD(ctx, worker, token)
 }
 
-// slowProxy forwards TCP to Valkey, holding back what the client sends for delay: a
-// server that answers late, without slowing the shared one down for anybody else.
-func slowProxy(t *testing.T, target string, delay time.Duration) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, up)
-			mu.Unlock()
-			type chunk struct {
-				b  []byte
-				at time.Time
-			}
-			q := make(chan chunk, 1024)
-			go func() {
-				defer close(q)
-				for {
-					b := make([]byte, 32<<10)
-					n, err := c.Read(b)
-					if n > 0 {
-						q <- chunk{b[:n], time.Now().Add(delay)}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-			go func() {
-				defer up.Close()
-				for ch := range q {
-					time.Sleep(time.Until(ch.at))
-					if _, err := up.Write(ch.b); err != nil {
-						return
-					}
-				}
-			}()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // A hop whose deadline passes while its lock request is still on the way must not leave
 // the worker locked when the request is carried out after all.
 func TestLockUSSDThatGaveUpLeavesNoLock(t *testing.T) {
@@ -271,7 +203,7 @@ func TestLockUSSDThatGaveUpLeavesNoLock(t *testing.T) {
 	}
 	t.Cleanup(direct.Close)
 	slowURL := *u
-	slowURL.Host = slowProxy(t, u.Host, 200*time.Millisecond)
+	slowURL.Host = registrytest.StartProxy(t, u.Host, 200*time.Millisecond).Addr()
 	slow, err := sessions.Open(t.Context(), slowURL.String(), prefix)
 	if err != nil {
 		t.Fatal(err)

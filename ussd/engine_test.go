@@ -3,8 +3,6 @@ package ussd_test
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -78,54 +76,6 @@ func TestConcurrentRetriesOfTheConfirmHopSubmitOnce(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP to Valkey until cut: a way to take Valkey down under a live client
-// without touching the shared server.
-type proxy struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	conns  []net.Conn
-	target string
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *proxy) cut() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 func TestValkeyDownAnswersBusyAndLosesNothing(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -135,9 +85,9 @@ func TestValkeyDownAnswersBusyAndLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startProxy(t, u.Host)
+	p := registrytest.StartProxy(t, u.Host, 0)
 	proxied := *u
-	proxied.Host = p.ln.Addr().String()
+	proxied.Host = p.Addr()
 	prefix := registrytest.KeyPrefix(t)
 	viaProxy, err := sessions.Open(t.Context(), proxied.String(), prefix)
 	if err != nil {
@@ -148,7 +98,7 @@ func TestValkeyDownAnswersBusyAndLosesNothing(t *testing.T) {
 
 	s := down.session(t, "africastalking", "down-1", "+231886000001")
 	toConfirm(t, down, s)
-	p.cut()
+	p.Cut()
 
 	// The confirm hop while Valkey is unreachable: a clear end screen, no report.
 	rep := down.do(t, s, s.Answer("1"))
