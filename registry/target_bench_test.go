@@ -3,7 +3,6 @@ package registry_test
 import (
 	"context"
 	"math/rand/v2"
-	"slices"
 	"testing"
 	"time"
 
@@ -81,21 +80,7 @@ func BenchmarkTargetPreview(b *testing.B) {
 					b.Fatal("empty country")
 				}
 			}
-			reportLatency(b, took)
+			registrytest.ReportLatency(b, took)
 		})
 	}
-}
-
-// reportLatency adds p50, p95 and p99 in milliseconds to the benchmark's output.
-func reportLatency(b *testing.B, took []time.Duration) {
-	if len(took) == 0 {
-		return
-	}
-	slices.Sort(took)
-	q := func(p float64) float64 {
-		return float64(took[min(len(took)-1, int(p*float64(len(took))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(q(0.50), "p50-ms")
-	b.ReportMetric(q(0.95), "p95-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
 }

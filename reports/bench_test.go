@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"runtime/metrics"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -221,7 +220,7 @@ func BenchmarkReportViews(b *testing.B) {
 				bc.serve(b, target, false)
 				took = append(took, time.Since(start))
 			}
-			reportLatency(b, took)
+			registrytest.ReportLatency(b, took)
 		})
 	}
 	b.Run("latest/country-distinct-on", func(b *testing.B) {
@@ -238,7 +237,7 @@ func BenchmarkReportViews(b *testing.B) {
 			}
 			took = append(took, time.Since(start))
 		}
-		reportLatency(b, took)
+		registrytest.ReportLatency(b, took)
 	})
 }
 
@@ -306,19 +305,5 @@ func heapBytes() uint64 {
 }
 
 func pick(r *rand.Rand, list []string) string { return list[r.IntN(len(list))] }
-
-// reportLatency adds p50, p95 and p99 in milliseconds to the benchmark's output.
-func reportLatency(b *testing.B, took []time.Duration) {
-	if len(took) == 0 {
-		return
-	}
-	slices.Sort(took)
-	q := func(p float64) float64 {
-		return float64(took[min(len(took)-1, int(p*float64(len(took))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(q(0.50), "p50-ms")
-	b.ReportMetric(q(0.95), "p95-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
-}
 
 var _ http.ResponseWriter = (*discard)(nil)
