@@ -274,14 +274,6 @@ func (h *hop) leave(ctx context.Context, st *state, sc *Screen, to, action, key 
 			}
 		}
 	}
-	if to == sc.ID {
-		// A screen that leads to itself asks again with what its action returned (a
-		// survey's next question): it stays on the stack rather than unwinding to itself,
-		// which would undo that.
-		st.top().Page = 0
-		st.Choices, st.Hint = nil, ""
-		return ""
-	}
 	st.goTo(to)
 	return ""
 }

@@ -89,8 +89,15 @@ func (st *state) unwindTo(i int) {
 }
 
 // goTo moves to screen id: back to it if it is on the way here (menus may loop to the
-// main menu without the stack growing), else forward.
+// main menu without the stack growing), else forward. A screen that leads to itself
+// asks again, keeping what was just answered and returned on it (a survey's next
+// question): unwinding to itself would undo that.
 func (st *state) goTo(id string) {
+	if top := st.top(); top.Screen == id {
+		top.Page = 0
+		st.Choices, st.Hint = nil, ""
+		return
+	}
 	for i, f := range st.Stack {
 		if f.Screen == id {
 			st.unwindTo(i)
