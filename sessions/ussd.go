@@ -25,6 +25,9 @@ import (
 //	ussd:{<key>}:r  the worker's hop count in the current rate window
 //	ussd:{<key>}:c  lock tokens of hops that gave up waiting for their lock (see LockUSSD)
 //
+// A hop either takes the lock, reads, changes and saves (two round trips), or, when the
+// caller remembers the state it saved last, swaps it for the next in one (SwapUSSD).
+//
 // The braces are a hash tag: a Valkey cluster keeps the keys on one slot, which the
 // scripts need.
 var (
@@ -50,6 +53,22 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[2])
 return 1`)
+	// ussdSwapScript counts the hop as ussdLockScript does and, within the limit, writes
+	// ARGV[4] (when not empty) only if no hop holds the lock and the stored state is still
+	// ARGV[3] ("" for none): {count, swapped (0/1), the stored state when it had moved on}.
+	ussdSwapScript = valkey.NewLuaScript(`
+local n = 0
+local limit = tonumber(ARGV[1])
+if limit > 0 then
+	n = redis.call('INCR', KEYS[3])
+	if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
+	if n > limit then return {n, 0, false} end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {n, 0, false} end
+local cur = redis.call('GET', KEYS[1])
+if (cur or '') ~= ARGV[3] then return {n, 0, cur} end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5]) end
+return {n, 1, false}`)
 	ussdUnlockScript = valkey.NewLuaScript(`
 if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
 return 0`)
@@ -203,4 +222,32 @@ func (s *Store) UnlockUSSD(ctx context.Context, key, token string) error {
 		return fmt.Errorf("ussd session %s: unlock: %w", mhero.MaskDigits(key), err)
 	}
 	return nil
+}
+
+// SwapUSSD is a hop in one round trip, for a caller that remembers the state it last saved:
+// it counts the hop as LockUSSD does and, within maxHops, writes state with ttl only if
+// no hop holds key's lock and the stored state is still old (nil: none stored). A nil
+// state writes nothing: the hop only checks that old is current. When it writes nothing
+// because the stored state moved on, current is that state (nil when none is stored, or
+// when a hop holds the lock or the count is over maxHops: hops says which). The caller
+// may then try again over current, or take the lock as usual, passing maxHops 0 (counted
+// already).
+func (s *Store) SwapUSSD(ctx context.Context, key string, old, state []byte, ttl time.Duration, maxHops int, window time.Duration) (current []byte, swapped bool, hops int, err error) {
+	keys := s.ussdKeys(key)
+	// BinaryString hands the bytes over without a copy; neither is changed meanwhile.
+	// An empty string stands for nil: a stored state is never empty.
+	vals, err := ussdSwapScript.Exec(ctx, s.client, keys[:3], []string{strconv.Itoa(max(maxHops, 0)), ussdMillis(window),
+		valkey.BinaryString(old), valkey.BinaryString(state), ussdMillis(ttl)}).ToArray()
+	if err == nil && len(vals) != 3 {
+		err = fmt.Errorf("swap script answered %d values", len(vals))
+	}
+	if err == nil && !vals[2].IsNil() {
+		current, err = vals[2].AsBytes()
+	}
+	if err != nil {
+		return nil, false, 0, fmt.Errorf("ussd session %s: swap: %w", mhero.MaskDigits(key), err)
+	}
+	n, _ := vals[0].AsInt64()
+	ok, _ := vals[1].AsInt64()
+	return current, ok == 1, int(n), nil
 }

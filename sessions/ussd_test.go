@@ -247,3 +247,98 @@ func TestLockUSSDThatGaveUpLeavesNoLock(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSwapUSSDWritesOnlyOverTheStateItWasGiven(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	ctx := t.Context()
+	swap := func(old, state string, maxHops int) (bool, string) {
+		t.Helper()
+		var o, n []byte
+		if old != "" {
+			o = []byte(old)
+		}
+		if state != "" {
+			n = []byte(state)
+		}
+		cur, ok, _, err := s.SwapUSSD(ctx, worker, o, n, time.Minute, maxHops, time.Minute)
+		if err != nil {
+			t.Fatalf("SwapUSSD(%q → %q): %v", old, state, err)
+		}
+		return ok, string(cur)
+	}
+	stored := func() string {
+		t.Helper()
+		st, token, _, err := s.LockUSSD(ctx, worker, time.Second, 0, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.UnlockUSSD(ctx, worker, token); err != nil {
+			t.Fatal(err)
+		}
+		return string(st)
+	}
+
+	if ok, _ := swap("", "step 1", 0); !ok || stored() != "step 1" {
+		t.Fatalf("swap over no state: %v, stored %q; want step 1 written", ok, stored())
+	}
+	// Another hop (another instance) moved the session on: a swap over what this one saw
+	// writes nothing.
+	if ok, cur := swap("", "stale", 0); ok || cur != "step 1" || stored() != "step 1" {
+		t.Errorf("swap expecting no state over step 1: %v, current %q, stored %q; want refused, step 1", ok, cur, stored())
+	}
+	if ok, cur := swap("step 0", "stale", 0); ok || cur != "step 1" || stored() != "step 1" {
+		t.Errorf("swap over an older state: %v, current %q, stored %q; want refused, step 1", ok, cur, stored())
+	}
+	// A nil state checks and writes nothing.
+	if ok, _ := swap("step 1", "", 0); !ok || stored() != "step 1" {
+		t.Errorf("check-only swap: %v, stored %q; want accepted, unchanged", ok, stored())
+	}
+	if ok, _ := swap("step 0", "", 0); ok {
+		t.Error("check-only swap over an older state was accepted")
+	}
+
+	// A hop holding the lock is never overtaken.
+	_, token, _, err := s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, cur := swap("step 1", "step 2", 0); ok || cur != "" {
+		t.Errorf("swap while another hop holds the lock: %v, current %q; want refused, no state", ok, cur)
+	}
+	if err := s.SaveUSSD(ctx, worker, token, []byte("step 2 (locked)"), time.Minute); err != nil {
+		t.Fatalf("the lock's holder could not save after a refused swap: %v", err)
+	}
+	if ok, _ := swap("step 2 (locked)", "step 3", 0); !ok || stored() != "step 3" {
+		t.Errorf("swap after the lock was released: %v, stored %q", ok, stored())
+	}
+}
+
+func TestSwapUSSDCountsHopsAgainstTheLimit(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	ctx := t.Context()
+	const limit = 2
+	state := []byte(nil)
+	for i := 1; i <= limit; i++ {
+		next := []byte{byte('0' + i)}
+		_, ok, hops, err := s.SwapUSSD(ctx, worker, state, next, time.Minute, limit, time.Minute)
+		if err != nil || !ok || hops != i {
+			t.Fatalf("hop %d: swapped %v, hops %d, err %v; want swapped, count %d", i, ok, hops, err, i)
+		}
+		state = next
+	}
+	cur, ok, hops, err := s.SwapUSSD(ctx, worker, state, []byte("over"), time.Minute, limit, time.Minute)
+	if err != nil || ok || cur != nil || hops != limit+1 {
+		t.Fatalf("hop over the limit: swapped %v, hops %d, err %v; want refused, count %d", ok, hops, err, limit+1)
+	}
+	// It shares LockUSSD's count, and wrote nothing.
+	got, token, hops, err := s.LockUSSD(ctx, worker, time.Minute, limit, time.Minute)
+	if err != nil || token != "" || hops != limit+2 {
+		t.Errorf("LockUSSD after: token %q, hops %d, err %v; want refused at count %d", token, hops, err, limit+2)
+	}
+	if got, token, _, _ = s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute); string(got) != string(state) {
+		t.Errorf("stored %q after a refused swap, want %q", got, state)
+	}
+	_ = s.UnlockUSSD(ctx, worker, token)
+}

@@ -274,7 +274,20 @@ func (s *memStore) SaveUSSD(_ context.Context, key, _ string, state []byte, _ ti
 }
 
 func (s *memStore) UnlockUSSD(context.Context, string, string) error { return nil }
-func (s *memStore) Ping(context.Context) error                       { return nil }
+
+func (s *memStore) SwapUSSD(_ context.Context, key string, old, state []byte, _ time.Duration, _ int, _ time.Duration) ([]byte, bool, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur := s.m[key]; string(cur) != string(old) || (cur == nil) != (old == nil) {
+		return cur, false, 1, nil
+	}
+	if state != nil {
+		s.m[key] = state
+	}
+	return nil, true, 1, nil
+}
+
+func (s *memStore) Ping(context.Context) error { return nil }
 
 // BenchmarkEngineHop is the engine's own cost per hop (decode, menu step, render, encode)
 // over complete stock reports, without HTTP or Valkey.

@@ -35,6 +35,12 @@ type SessionStore interface {
 	SaveUSSD(ctx context.Context, key, token string, state []byte, ttl time.Duration) error
 	// UnlockUSSD releases the lock without changing the state.
 	UnlockUSSD(ctx context.Context, key, token string) error
+	// SwapUSSD is a hop in one round trip for a caller that remembers the state saved
+	// last: it counts the hop as LockUSSD does and, within maxHops, writes state (nil:
+	// nothing) with ttl only if no hop holds the lock and the stored state is still old
+	// (nil: none). When the stored state had moved on, current is it (nil: none stored,
+	// or a hop holds the lock, or the count is over maxHops).
+	SwapUSSD(ctx context.Context, key string, old, state []byte, ttl time.Duration, maxHops int, window time.Duration) (current []byte, swapped bool, hops int, err error)
 	// Ping reports whether the store answers (readiness).
 	Ping(ctx context.Context) error
 }
@@ -135,6 +141,11 @@ type Request struct {
 	Limit       int // screen limit of this gateway; 0: Config.ScreenLimit
 }
 
+// opens tells a dial (a hop that starts a session) from the hops that continue one.
+func (r Request) opens() bool {
+	return r.Kind == Begin || r.Kind == Continue && (r.Input.none || r.Input.cumulative && r.Input.text == "")
+}
+
 // Reply is the screen to show, and whether the session ends with it.
 type Reply struct {
 	Text string
@@ -163,9 +174,14 @@ type Config struct {
 	// instance; live sessions keep, as always, the worker they started with. 0 (default):
 	// ask every time.
 	DirectoryTTL time.Duration
-	Location     *time.Location
-	Now          func() time.Time
-	Log          *slog.Logger
+	// SavedStates bounds, in bytes, the session states this instance remembers having
+	// saved, so that a session's next hop here needs one round trip to the store instead
+	// of two (see savedStates). Default DefaultSavedStates; negative: none, every hop reads
+	// its state back.
+	SavedStates int
+	Location    *time.Location
+	Now         func() time.Time
+	Log         *slog.Logger
 }
 
 // Defaults.
@@ -180,10 +196,12 @@ const (
 	defaultHold = 5 * time.Second
 )
 
-// Engine runs sessions. It is safe for concurrent use; all its state is in the store.
+// Engine runs sessions. It is safe for concurrent use. The sessions' state is in the
+// store; the engine only remembers what it saved last, to skip reading it back.
 type Engine struct {
 	menus     *Menus
 	store     SessionStore
+	saved     *savedStates // nil: none
 	directory Directory
 	actions   map[string]Action
 	sources   map[string]Source
@@ -233,6 +251,12 @@ func NewEngine(c Config) (*Engine, error) {
 	e.log = e.log.With("comp", "ussd")
 	if c.DirectoryTTL > 0 {
 		e.directory = newDirectoryCache(c.Directory, c.DirectoryTTL)
+	}
+	switch {
+	case c.SavedStates == 0:
+		e.saved = newSavedStates(DefaultSavedStates)
+	case c.SavedStates > 0:
+		e.saved = newSavedStates(c.SavedStates)
 	}
 	if len(c.Commodities) > 0 {
 		e.sources["commodities"] = commoditySource(c.Commodities, c.Menus.lang0())
@@ -301,16 +325,23 @@ func (e *Engine) Handle(ctx context.Context, req Request) Reply {
 		hold = time.Until(d) + time.Second // outlives the hop: the lock never lapses mid-hop
 	}
 	key := string(req.MSISDN)
-	raw, token, hops, err := e.store.LockUSSD(ctx, key, hold, max(e.rate, 0), e.window)
+	maxHops := max(e.rate, 0)
+	if e.saved != nil {
+		reply, done, counted := e.swapHop(ctx, req, key, limit, start)
+		if done {
+			return reply
+		}
+		if counted {
+			maxHops = 0
+		}
+	}
+	raw, token, hops, err := e.store.LockUSSD(ctx, key, hold, maxHops, e.window)
 	switch {
 	case err != nil:
 		e.log.LogAttrs(ctx, slog.LevelError, "ussd session store", slog.String("session_id", req.SessionID), slog.Any("error", err))
 		return e.endScreen("busy", e.menus.lang0())
 	case token == "":
-		if hops == e.rate+1 { // once per window, not once per flooded hop
-			e.log.LogAttrs(ctx, slog.LevelWarn, "ussd rate limit", slog.String("session_id", req.SessionID), slog.String("status", "rate_limited"))
-		}
-		return e.endScreen("rate_limited", e.menus.lang0())
+		return e.rateLimited(ctx, req, hops)
 	}
 	st, err := decodeState(raw)
 	if err != nil {
@@ -326,20 +357,108 @@ func (e *Engine) Handle(ctx context.Context, req Request) Reply {
 	defer cancel()
 	if save == nil {
 		err = e.store.UnlockUSSD(done, key, token)
+		save = st // the stored state stands: remember it as it was read (raw)
 	} else {
-		err = e.store.SaveUSSD(done, key, token, save.encode(), e.stateTTL(save))
+		raw = save.encode()
+		err = e.store.SaveUSSD(done, key, token, raw, e.stateTTL(save))
 	}
 	if err != nil {
 		// The answer stands (an action may have run; its idempotency key makes a retry
 		// safe), but the session did not move on.
 		e.log.LogAttrs(ctx, slog.LevelError, "ussd session save", slog.String("session_id", req.SessionID), slog.Any("error", err))
+		save = nil
 	}
+	e.remember(key, save, raw)
+	e.logHop(ctx, h, start)
+	return reply
+}
+
+// swapHop answers the hop in one round trip when the engine remembers the session's
+// state (or the hop opens a session, when there should be none): it runs the hop over
+// that state and swaps the result in if the store still holds it. A hop that would call
+// an action is not run this way, nor one whose state moved on twice: done is false, and
+// the caller takes the lock (counted says the hop was counted against the rate limit).
+func (e *Engine) swapHop(ctx context.Context, req Request, key string, limit int, start time.Time) (reply Reply, done, counted bool) {
+	old, known := e.saved.get(key)
+	if !known && !req.opens() {
+		return Reply{}, false, false
+	}
+	for range 2 {
+		st, err := decodeState(old)
+		if err != nil {
+			return Reply{}, false, counted
+		}
+		h := &hop{e: e, req: req, limit: limit, unlocked: true}
+		reply, save := h.safeRun(ctx, st)
+		if h.needsLock {
+			return Reply{}, false, counted
+		}
+		var raw []byte // nil: the state stands; only check it is still current
+		ttl := e.ttl
+		if save != nil {
+			raw, ttl = save.encode(), e.stateTTL(save)
+		}
+		maxHops := max(e.rate, 0)
+		if counted {
+			maxHops = 0
+		}
+		current, swapped, hops, err := e.store.SwapUSSD(ctx, key, old, raw, ttl, maxHops, e.window)
+		switch {
+		case err != nil:
+			// It may or may not have been counted; the locked path will most likely
+			// fail too and answer "busy".
+			e.saved.forget(key)
+			return Reply{}, false, true
+		case maxHops > 0 && hops > maxHops:
+			return e.rateLimited(ctx, req, hops), true, true
+		case swapped:
+			if save == nil {
+				save, raw = st, old
+			}
+			e.remember(key, save, raw)
+			e.logHop(ctx, h, start)
+			return reply, true, true
+		}
+		counted = true
+		if current == nil { // a hop holds the lock, or the state is gone
+			break
+		}
+		old = current // another instance moved the session on: once more over its state
+	}
+	e.saved.forget(key)
+	return Reply{}, false, counted
+}
+
+// remember keeps the state the store holds for key after a hop (st, encoded as raw, or
+// nil to encode), or forgets key when that is not known or not worth keeping: an ended
+// session is only kept in the store, for a retry of its last hop.
+func (e *Engine) remember(key string, st *state, raw []byte) {
+	if e.saved == nil {
+		return
+	}
+	if st == nil || st.Ended {
+		e.saved.forget(key)
+		return
+	}
+	if raw == nil {
+		raw = st.encode()
+	}
+	e.saved.put(key, raw, e.stateTTL(st))
+}
+
+func (e *Engine) rateLimited(ctx context.Context, req Request, hops int) Reply {
+	if hops == e.rate+1 { // once per window, not once per flooded hop
+		e.log.LogAttrs(ctx, slog.LevelWarn, "ussd rate limit", slog.String("session_id", req.SessionID), slog.String("status", "rate_limited"))
+	}
+	return e.endScreen("rate_limited", e.menus.lang0())
+}
+
+func (e *Engine) logHop(ctx context.Context, h *hop, start time.Time) {
 	if e.log.Enabled(ctx, slog.LevelDebug) {
-		e.log.LogAttrs(ctx, slog.LevelDebug, "ussd hop", slog.String("session_id", req.SessionID),
+		e.log.LogAttrs(ctx, slog.LevelDebug, "ussd hop", slog.String("session_id", h.req.SessionID),
 			slog.Int64("worker_id", int64(h.workerID)), slog.Int("seq", h.seq), slog.String("status", h.status),
 			slog.Duration("elapsed", time.Since(start)))
 	}
-	return reply
 }
 
 // safeRun is run, except that a bug in it ends the session with "service busy" and

@@ -9,11 +9,15 @@ import (
 	"github.com/mhero-health/mhero"
 )
 
-// hop is one request on its way through the engine, under the worker's lock.
+// hop is one request on its way through the engine, under the worker's lock or, when
+// unlocked, over a remembered state that the store may no longer hold (see swapHop).
 type hop struct {
 	e     *Engine
 	req   Request
 	limit int
+	// unlocked: the hop may be thrown away, so it must not call an action; it sets
+	// needsLock instead, and is run again under the lock.
+	unlocked, needsLock bool
 
 	// for the log line
 	workerID mhero.WorkerID
@@ -280,6 +284,10 @@ func (h *hop) leave(ctx context.Context, st *state, sc *Screen, to, action, key 
 
 func (h *hop) runAction(ctx context.Context, st *state, name, key string) string {
 	e := h.e
+	if h.unlocked {
+		h.needsLock = true
+		return "(needs the lock)" // stops the hop; its answer is thrown away
+	}
 	res, err := e.actions[name].Run(ctx, ActionRequest{Key: key, Name: name, Worker: st.Worker,
 		Facility: st.Facility, Language: st.Lang, Vars: st.values()})
 	if err != nil {

@@ -78,6 +78,10 @@ type USSDConfig struct {
 	// DirectoryTTL lets a new session reuse a worker's registry lookup this long (0: off):
 	// a deactivation or an SMS opt-out then reaches new sessions within it.
 	DirectoryTTL time.Duration `yaml:"directory_ttl"`
+	// RememberedStatesMB bounds the session states this instance keeps of what it saved,
+	// so a session's next hop here costs one Valkey round trip instead of two; default 16,
+	// -1: off.
+	RememberedStatesMB int `yaml:"remembered_states_mb"`
 }
 
 // GatewayConfig authenticates one USSD aggregator.

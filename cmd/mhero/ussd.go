@@ -209,7 +209,8 @@ func (a *App) startUSSD(cfg Config, log *slog.Logger, wake func()) error {
 	a.ussd, err = ussd.NewEngine(ussd.Config{Menus: menus, Sessions: a.sessions, Directory: a.registry,
 		Actions: actions, Sources: sources,
 		Commodities: commodities, ScreenLimit: u.ScreenLimit, SessionTTL: u.SessionTTL, RateLimit: u.RateLimit, DirectoryTTL: u.DirectoryTTL,
-		Location: cfg.File.zone, Log: log})
+		SavedStates: rememberedStates(u.RememberedStatesMB),
+		Location:    cfg.File.zone, Log: log})
 	if err != nil {
 		return err
 	}
@@ -267,4 +268,13 @@ func ussdOverSMPP(engine func() *ussd.Engine, pool func() *smpp.Pool) smpp.USSDH
 			USSD: &smpp.USSDOp{Op: op, SessionInfo: r.SessionInfo}})
 		return err
 	})
+}
+
+// rememberedStates turns ussd.remembered_states_mb into Config.SavedStates: 0 keeps the
+// engine's default, a negative value turns it off.
+func rememberedStates(mb int) int {
+	if mb < 0 {
+		return -1
+	}
+	return mb << 20
 }

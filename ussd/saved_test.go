@@ -1,0 +1,167 @@
+package ussd_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mhero-health/mhero/registry/registrytest"
+	"github.com/mhero-health/mhero/ussd"
+	"github.com/valkey-io/valkey-go"
+)
+
+// countingStore counts the round trips a SessionStore makes.
+type countingStore struct {
+	ussd.SessionStore
+	calls atomic.Int64
+}
+
+func (c *countingStore) LockUSSD(ctx context.Context, key string, hold time.Duration, maxHops int, window time.Duration) ([]byte, string, int, error) {
+	c.calls.Add(1)
+	return c.SessionStore.LockUSSD(ctx, key, hold, maxHops, window)
+}
+
+func (c *countingStore) SaveUSSD(ctx context.Context, key, token string, state []byte, ttl time.Duration) error {
+	c.calls.Add(1)
+	return c.SessionStore.SaveUSSD(ctx, key, token, state, ttl)
+}
+
+func (c *countingStore) UnlockUSSD(ctx context.Context, key, token string) error {
+	c.calls.Add(1)
+	return c.SessionStore.UnlockUSSD(ctx, key, token)
+}
+
+func (c *countingStore) SwapUSSD(ctx context.Context, key string, old, state []byte, ttl time.Duration, maxHops int, window time.Duration) ([]byte, bool, int, error) {
+	c.calls.Add(1)
+	return c.SessionStore.SwapUSSD(ctx, key, old, state, ttl, maxHops, window)
+}
+
+// A session's hops that land on the instance that saved its state need one round trip to
+// Valkey, not two; the hop that submits still takes the lock. Without remembered states
+// every hop takes two.
+func TestRememberedStatesSaveARoundTripPerHop(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name        string
+		savedStates int
+		want        []int64 // round trips of dial, Stock report, ORS, 40, Send
+	}{
+		{"remembered", 0, []int64{1, 1, 1, 1, 2}},
+		{"off", -1, []int64{2, 2, 2, 2, 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var counted *countingStore
+			e := newEnv(t, func(cfg *ussd.Config) {
+				counted = &countingStore{SessionStore: cfg.Sessions}
+				cfg.Sessions, cfg.SavedStates = counted, c.savedStates
+			})
+			s := e.session(t, "africastalking", "trips-1", "+231886000001")
+			var rep ussd.Reply
+			for hop := 0; hop <= len(stockReport); hop++ {
+				var req *http.Request
+				if hop == 0 {
+					req = s.Dial("")
+				} else {
+					req = s.Answer(stockReport[hop-1])
+				}
+				before := counted.calls.Load()
+				rep = e.do(t, s, req)
+				if got := counted.calls.Load() - before; got != c.want[hop] {
+					t.Errorf("hop %d: %d round trips, want %d; answered %q", hop, got, c.want[hop], rep.Text)
+				}
+			}
+			if !strings.HasPrefix(rep.Text, "Thank you.") {
+				t.Errorf("last hop = %q, want the thanks", rep.Text)
+			}
+			if n := len(e.Actions["stock.submit"].Calls()); n != 1 {
+				t.Errorf("stock.submit ran %d times, want once", n)
+			}
+		})
+	}
+}
+
+// Two instances behind one load balancer, sharing Valkey: hops of one session alternate
+// between them, so each often remembers a state the other has moved on since. Every
+// screen must be the one a single instance shows, and the report submitted once.
+func TestASessionMovesBetweenInstances(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t)
+	b := newEnv(t, func(c *ussd.Config) {
+		c.Sessions = a.Store
+		for name, r := range a.Actions {
+			c.Actions[name] = r
+		}
+	})
+	single := newEnv(t, func(c *ussd.Config) { c.SavedStates = -1 })
+
+	const id, phone = "lb-1", "+231886000001"
+	sa, sb, ss := a.session(t, "africastalking", id, phone), b.session(t, "africastalking", id, phone),
+		single.session(t, "africastalking", id, phone)
+	// Which instance serves each hop: a saves, b moves on, a must notice its memory is
+	// stale (twice in a row), b finishes over a's state.
+	route := []*env{a, a, b, a, b}
+	for i, e := range route {
+		var reqA, reqB, reqS *http.Request
+		if i == 0 {
+			reqA, reqB, reqS = sa.Dial(""), sb.Dial(""), ss.Dial("")
+		} else {
+			in := stockReport[i-1]
+			reqA, reqB, reqS = sa.Answer(in), sb.Answer(in), ss.Answer(in)
+		}
+		want := single.do(t, ss, reqS)
+		var got ussd.Reply
+		if e == a {
+			got = a.do(t, sa, reqA)
+		} else {
+			got = b.do(t, sb, reqB)
+		}
+		if got != want {
+			t.Errorf("hop %d: instance %s answered %q (end %v), one instance alone %q (end %v)",
+				i, map[*env]string{a: "a", b: "b"}[e], got.Text, got.End, want.Text, want.End)
+		}
+	}
+	if n := len(a.Actions["stock.submit"].Calls()); n != 1 {
+		t.Errorf("stock.submit ran %d times across the two instances, want once", n)
+	}
+}
+
+// A state the engine remembers but Valkey no longer holds (it expired, or was removed)
+// is not brought back: the worker's next session starts afresh, with no offer to
+// continue the old one.
+func TestARememberedStateGoneFromValkeyIsNotBroughtBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const phone = "+231886000001"
+	s := e.session(t, "africastalking", "gone-1", phone)
+	e.do(t, s, s.Dial(""))
+	e.do(t, s, s.Answer("1")) // half-way: a dropped session that could be resumed
+
+	client, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{valkeyAddr(t)}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	key := e.Store.Prefix + "ussd:{" + strings.TrimPrefix(phone, "+") + "}:s"
+	if n, err := client.Do(t.Context(), client.B().Del().Key(key).Build()).AsInt64(); err != nil || n != 1 {
+		t.Fatalf("DEL %s = %d, %v; want the session's state removed", key, n, err)
+	}
+
+	s2 := e.session(t, "africastalking", "gone-2", phone)
+	rep := e.do(t, s2, s2.Dial(""))
+	if strings.Contains(rep.Text, "Continue where you left off") || !strings.Contains(rep.Text, "Stock report") {
+		t.Errorf("new session after the state was removed = %q, want the main menu", rep.Text)
+	}
+}
+
+func valkeyAddr(t *testing.T) string {
+	t.Helper()
+	opt, err := valkey.ParseURL(registrytest.ValkeyURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opt.InitAddress[0]
+}
