@@ -10,6 +10,7 @@ import (
 
 	"github.com/mhero-health/mhero/registry/registrytest"
 	"github.com/mhero-health/mhero/ussd"
+	"github.com/mhero-health/mhero/ussd/ussdtest"
 	"github.com/valkey-io/valkey-go"
 )
 
@@ -164,4 +165,26 @@ func valkeyAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return opt.InitAddress[0]
+}
+
+// The benchmark's load generator (ConnPool and the session it runs) works, so that
+// BenchmarkStockReportSessions measures what it says.
+func TestBenchmarkSessionRunsThroughConnPool(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.Dir.Generate = benchWorker
+	pool := ussdtest.NewConnPool(strings.TrimPrefix(e.URL, "http://"), 2)
+	defer pool.Close()
+	var lat []time.Duration
+	for i := range 3 {
+		if err := oneStockReport(pool, e.URL, i, 0, &lat); err != "" {
+			t.Fatalf("session %d: %s", i, err)
+		}
+	}
+	if n, want := len(lat), 3*(len(stockReport)+1); n != want {
+		t.Errorf("%d hops timed, want %d", n, want)
+	}
+	if n := e.Actions["stock.submit"].Reports(); n != 3 {
+		t.Errorf("%d reports, want 3", n)
+	}
 }
