@@ -423,7 +423,7 @@ func (e *Engine) swapHop(ctx context.Context, req Request, key string, limit int
 		if current == nil { // a hop holds the lock, or the state is gone
 			break
 		}
-		old = current // another instance moved the session on: once more over its state
+		old = current // the state moved on (another instance, or a copy of this hop): once more over it
 	}
 	e.saved.forget(key)
 	return Reply{}, false, counted

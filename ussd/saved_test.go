@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,5 +187,42 @@ func TestBenchmarkSessionRunsThroughConnPool(t *testing.T) {
 	}
 	if n := e.Actions["stock.submit"].Reports(); n != 3 {
 		t.Errorf("%d reports, want 3", n)
+	}
+}
+
+// Copies of a hop racing on the instance that remembers the session's state all compute
+// from the same state; one swap wins, and the others, finding the state moved on, answer
+// as a retry: every copy gets the same screen, and the session goes on from it.
+func TestRacingCopiesOfARememberedHopAgree(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.session(t, "africastalking", "race-2", "+231886000001")
+	e.do(t, s, s.Dial(""))
+	e.do(t, s, s.Answer("1"))
+	e.do(t, s, s.Answer("1"))
+	s.Answer("40") // the hop every copy below repeats
+	quantity := s.Len() - 1
+
+	const copies = 20
+	replies := make([]ussd.Reply, copies)
+	errs := make([]error, copies)
+	var wg sync.WaitGroup
+	for i := range copies {
+		wg.Go(func() { replies[i], errs[i] = ussdtest.Do(e.Client, s, s.Hop(quantity)) })
+	}
+	wg.Wait()
+	for i := range copies {
+		if errs[i] != nil {
+			t.Fatalf("copy %d: %v", i, errs[i])
+		}
+		if !strings.HasPrefix(replies[i].Text, "Send this report?") {
+			t.Errorf("copy %d got %q, want the confirm screen", i, replies[i].Text)
+		}
+	}
+	if rep := e.do(t, s, s.Answer("1")); !strings.HasPrefix(rep.Text, "Thank you.") {
+		t.Errorf("the hop after the copies = %q, want the thanks", rep.Text)
+	}
+	if n := len(e.Actions["stock.submit"].Calls()); n != 1 {
+		t.Errorf("stock.submit ran %d times, want once", n)
 	}
 }
