@@ -333,12 +333,13 @@ func TestSwapUSSDCountsHopsAgainstTheLimit(t *testing.T) {
 		t.Fatalf("hop over the limit: swapped %v, hops %d, err %v; want refused, count %d", ok, hops, err, limit+1)
 	}
 	// It shares LockUSSD's count, and wrote nothing.
-	got, token, hops, err := s.LockUSSD(ctx, worker, time.Minute, limit, time.Minute)
+	_, token, hops, err := s.LockUSSD(ctx, worker, time.Minute, limit, time.Minute)
 	if err != nil || token != "" || hops != limit+2 {
 		t.Errorf("LockUSSD after: token %q, hops %d, err %v; want refused at count %d", token, hops, err, limit+2)
 	}
-	if got, token, _, _ = s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute); string(got) != string(state) {
-		t.Errorf("stored %q after a refused swap, want %q", got, state)
+	got, token, _, err := s.LockUSSD(ctx, worker, time.Minute, 0, time.Minute)
+	if err != nil || string(got) != string(state) {
+		t.Errorf("stored %q (%v) after a refused swap, want %q", got, err, state)
 	}
 	_ = s.UnlockUSSD(ctx, worker, token)
 }
