@@ -178,7 +178,7 @@ func TestBenchmarkSessionRunsThroughConnPool(t *testing.T) {
 	defer pool.Close()
 	var lat []time.Duration
 	for i := range 3 {
-		if err := oneStockReport(pool, e.URL, i, 0, &lat); err != "" {
+		if err := oneStockReport(pool, e.URL, i, 0, nil, &lat); err != "" {
 			t.Fatalf("session %d: %s", i, err)
 		}
 	}
