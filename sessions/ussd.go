@@ -30,21 +30,26 @@ import (
 //
 // The braces are a hash tag: a Valkey cluster keeps the keys on one slot, which the
 // scripts need.
-var (
-	// ussdLockScript counts the hop (ARGV[3] > 0 is the limit; 0 means "a retry of the
-	// same hop, already counted") and, within the limit, takes the lock and returns the
-	// state: {count, locked (0/1), state or nil}. Over the limit it takes no lock, nor
-	// for a token its hop has given up on (in KEYS[4], written by ussdCancelScript).
-	ussdLockScript = valkey.NewLuaScript(`
+// ussdCountHop begins the lock and swap scripts: it counts the hop in the worker's rate
+// window (KEYS[3], ARGV[2] ms long) and answers {count, 0, false} over the limit ARGV[1];
+// a limit of 0 counts nothing (a retry of a hop counted already).
+const ussdCountHop = `
 local n = 0
-local limit = tonumber(ARGV[3])
+local limit = tonumber(ARGV[1])
 if limit > 0 then
 	n = redis.call('INCR', KEYS[3])
-	if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[4]) end
+	if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
 	if n > limit then return {n, 0, false} end
-end
-if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then return {n, 0, false} end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {n, 0, false} end
+end`
+
+var (
+	// ussdLockScript counts the hop (ussdCountHop) and, within the limit, takes the lock
+	// (token ARGV[3], held for ARGV[4] ms) and returns the state: {count, locked (0/1),
+	// state or nil}. Over the limit it takes no lock, nor for a token its hop has given up
+	// on (in KEYS[4], written by ussdCancelScript).
+	ussdLockScript = valkey.NewLuaScript(ussdCountHop + `
+if redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 1 then return {n, 0, false} end
+if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {n, 0, false} end
 return {n, 1, redis.call('GET', KEYS[1])}`)
 	// ussdSaveScript writes the state and releases the lock, only for the lock's holder:
 	// a hop whose lock expired (and may have been taken by another) must not overwrite.
@@ -53,17 +58,10 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[2])
 return 1`)
-	// ussdSwapScript counts the hop as ussdLockScript does and, within the limit, writes
-	// ARGV[4] (when not empty) only if no hop holds the lock and the stored state is still
-	// ARGV[3] ("" for none): {count, swapped (0/1), the stored state when it had moved on}.
-	ussdSwapScript = valkey.NewLuaScript(`
-local n = 0
-local limit = tonumber(ARGV[1])
-if limit > 0 then
-	n = redis.call('INCR', KEYS[3])
-	if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
-	if n > limit then return {n, 0, false} end
-end
+	// ussdSwapScript counts the hop (ussdCountHop) and, within the limit, writes ARGV[4]
+	// (when not empty) only if no hop holds the lock and the stored state is still ARGV[3]
+	// ("" for none): {count, swapped (0/1), the stored state when it had moved on}.
+	ussdSwapScript = valkey.NewLuaScript(ussdCountHop + `
 if redis.call('EXISTS', KEYS[2]) == 1 then return {n, 0, false} end
 local cur = redis.call('GET', KEYS[1])
 if (cur or '') ~= ARGV[3] then return {n, 0, cur} end
@@ -144,7 +142,7 @@ func (s *Store) LockUSSD(ctx context.Context, key string, hold time.Duration, ma
 		if err := ctx.Err(); err != nil { // nothing sent: nothing to clean up
 			return nil, "", hops, fmt.Errorf("ussd session %s: %w", mhero.MaskDigits(key), err)
 		}
-		vals, err := ussdLockScript.Exec(ctx, s.client, keys, []string{token, holdMS, strconv.Itoa(limit), windowMS}).ToArray()
+		vals, err := ussdLockScript.Exec(ctx, s.client, keys, []string{strconv.Itoa(limit), windowMS, token, holdMS}).ToArray()
 		if err != nil {
 			// Unless Valkey itself answered with an error, the script may have run, or
 			// may yet run (ctx ended while it was on its way).

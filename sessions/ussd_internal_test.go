@@ -31,7 +31,7 @@ func TestACancelledLockRequestLeavesNoLock(t *testing.T) {
 	keys := s.ussdKeys("231886000001")
 	lock := func(token string) int64 {
 		t.Helper()
-		vals, err := ussdLockScript.Exec(ctx, s.client, keys, []string{token, "60000", "0", "60000"}).ToArray()
+		vals, err := ussdLockScript.Exec(ctx, s.client, keys, []string{"0", "60000", token, "60000"}).ToArray()
 		if err != nil {
 			t.Fatal(err)
 		}
