@@ -62,13 +62,13 @@ func (c *savedStates) put(key string, raw []byte, ttl time.Duration) {
 	c.m[key] = savedState{raw: raw, expires: now.Add(ttl)}
 	c.bytes += size
 	if c.bytes > c.max {
-		c.evict(now)
+		c.evict(now, key)
 	}
 }
 
-// evict drops expired entries, then, if that is not enough, others (in the map's random
-// order) until a tenth of the budget is free: one sweep pays for many puts.
-func (c *savedStates) evict(now time.Time) {
+// evict drops expired entries, then, if that is not enough, others but keep (in the
+// map's random order) until a tenth of the budget is free: one sweep pays for many puts.
+func (c *savedStates) evict(now time.Time, keep string) {
 	target := c.max - c.max/10
 	for k, s := range c.m {
 		if now.After(s.expires) {
@@ -79,6 +79,9 @@ func (c *savedStates) evict(now time.Time) {
 	for k, s := range c.m {
 		if c.bytes <= target {
 			return
+		}
+		if k == keep {
+			continue
 		}
 		delete(c.m, k)
 		c.bytes -= len(k) + len(s.raw) + entryOverhead
