@@ -104,7 +104,7 @@ func (pc *poolConn) do(ctx context.Context, addr string, s Session, req *http.Re
 // Content-Length, req's own headers and the body. (Request.Write costs the load
 // generator about as much again as the server spends reading it.)
 func writeRequest(w *bufio.Writer, req *http.Request) error {
-	if req.Body == nil || req.ContentLength < 0 || req.URL.RawQuery != "" && req.URL.ForceQuery {
+	if req.Body == nil || req.ContentLength < 0 {
 		return fmt.Errorf("ussdtest: ConnPool sends requests with a known body length")
 	}
 	w.WriteString(req.Method)
