@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"math"
-	"math/rand/v2"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -13,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -79,50 +76,21 @@ func benchSessions(b *testing.B, every time.Duration) {
 	defer client.Close()
 
 	total := b.N * concurrentSessions
-	var (
-		next     atomic.Int64
-		failures atomic.Int64
-		firstErr atomic.Value
-		mu       sync.Mutex
-		all      []time.Duration
-		wg       sync.WaitGroup
-	)
+	load := ussdtest.Load{Pool: client, URL: e.URL, Sessions: concurrentSessions, Every: every,
+		Inputs: stockReport, Phone: ussdtest.Phone, Done: "Thank you."}
 	b.ResetTimer()
 	var mem0, mem1 runtime.MemStats
 	runtime.ReadMemStats(&mem0)
 	sys0, sched0, vk0 := syscalls(), schedLatencies(), valkeyCPU(b)
 	start, cpu0 := time.Now(), cpuTime()
-	for range concurrentSessions {
-		wg.Go(func() {
-			lat := make([]time.Duration, 0, 64)
-			var due time.Time // the next hop's, across this worker's sessions
-			if every > 0 {
-				// A random phase, so the sessions' hops do not arrive in lockstep.
-				due = time.Now().Add(rand.N(every))
-			}
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= total {
-					break
-				}
-				if err := oneStockReport(client, e.URL, i, every, &due, &lat); err != "" {
-					failures.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-				}
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
+	all, failures, firstErr := load.Run(total)
 	elapsed := time.Since(start)
 	cpu1, sys1, sched1, vk1 := cpuTime(), syscalls(), schedLatencies(), valkeyCPU(b)
 	b.StopTimer()
 	runtime.ReadMemStats(&mem1)
 
-	if n := failures.Load(); n > 0 {
-		b.Fatalf("%d of %d sessions failed; first: %v", n, total, firstErr.Load())
+	if failures > 0 {
+		b.Fatalf("%d of %d sessions failed; first: %v", failures, total, firstErr)
 	}
 	// Exactly once: every session (one phone each) has one submit call, none has two.
 	lost, doubled := total-len(submits.perPhone), 0
@@ -276,42 +244,6 @@ func cpuTime() int64 {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// oneStockReport runs session i and appends each hop's latency; it returns what went
-// wrong, if anything (never calling b.Fatal off the benchmark's goroutine). With every
-// > 0, each hop is sent at *due (or at once, if its answer came later), and *due moves
-// on by every: a worker's next session keeps the same pace, so 1,000 of them offer
-// exactly 1,000/every hops a second.
-func oneStockReport(client *ussdtest.ConnPool, url string, i int, every time.Duration, due *time.Time, lat *[]time.Duration) string {
-	s, err := ussdtest.NewSession("africastalking", url, "bench-"+strconv.Itoa(i), ussdtest.Phone(i), "")
-	if err != nil {
-		return err.Error()
-	}
-	for hop := 0; hop <= len(stockReport); hop++ {
-		if every > 0 {
-			time.Sleep(time.Until(*due))
-			*due = due.Add(every)
-		}
-		var req *http.Request
-		if hop == 0 {
-			req = s.Dial("")
-		} else {
-			req = s.Answer(stockReport[hop-1])
-		}
-		t0 := time.Now()
-		rep, err := client.Do(context.Background(), s, req)
-		*lat = append(*lat, time.Since(t0))
-		switch {
-		case err != nil:
-			return err.Error()
-		case hop < len(stockReport) && rep.End:
-			return "hop " + strconv.Itoa(hop) + " ended the session: " + rep.Text
-		case hop == len(stockReport) && !strings.HasPrefix(rep.Text, "Thank you."):
-			return "last hop: " + rep.Text
-		}
-	}
-	return ""
-}
 
 // memStore is a SessionStore in memory, for measuring the engine alone: no network, no
 // Valkey. It keeps no locks (the benchmark runs one session at a time per worker).

@@ -168,25 +168,30 @@ func valkeyAddr(t *testing.T) string {
 	return opt.InitAddress[0]
 }
 
-// The benchmark's load generator (ConnPool and the session it runs) works, so that
+// The benchmark's load generator (ussdtest.Load over a ConnPool) works, so that
 // BenchmarkStockReportSessions measures what it says.
-func TestBenchmarkSessionRunsThroughConnPool(t *testing.T) {
+func TestBenchmarkSessionsRunThroughConnPool(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.Dir.Generate = benchWorker
 	pool := ussdtest.NewConnPool(strings.TrimPrefix(e.URL, "http://"), 2)
 	defer pool.Close()
-	var lat []time.Duration
-	for i := range 3 {
-		if err := oneStockReport(pool, e.URL, i, 0, nil, &lat); err != "" {
-			t.Fatalf("session %d: %s", i, err)
-		}
+	load := ussdtest.Load{Pool: pool, URL: e.URL, Sessions: 2, Every: time.Millisecond,
+		Inputs: stockReport, Phone: ussdtest.Phone, Done: "Thank you."}
+	lat, failures, err := load.Run(3)
+	if failures > 0 {
+		t.Fatalf("%d sessions failed; first: %v", failures, err)
 	}
 	if n, want := len(lat), 3*(len(stockReport)+1); n != want {
 		t.Errorf("%d hops timed, want %d", n, want)
 	}
 	if n := e.Actions["stock.submit"].Reports(); n != 3 {
 		t.Errorf("%d reports, want 3", n)
+	}
+	// A session that does not end as expected is a failure, with what it got.
+	load.Done, load.Phone = "Merci", func(i int) string { return ussdtest.Phone(100 + i) }
+	if _, failures, err := load.Run(1); failures != 1 || err == nil || !strings.Contains(err.Error(), "Thank you") {
+		t.Errorf("a session ending otherwise than Done: %d failures, %v", failures, err)
 	}
 }
 
