@@ -19,7 +19,6 @@ import (
 	"github.com/mhero-health/mhero/registry/registrytest"
 	"github.com/mhero-health/mhero/ussd"
 	"github.com/mhero-health/mhero/ussd/ussdtest"
-	"github.com/valkey-io/valkey-go"
 )
 
 // concurrentSessions is how many workers are mid-report at any moment; gatewayConns is
@@ -81,11 +80,11 @@ func benchSessions(b *testing.B, every time.Duration) {
 	b.ResetTimer()
 	var mem0, mem1 runtime.MemStats
 	runtime.ReadMemStats(&mem0)
-	sys0, sched0, vk0 := syscalls(), schedLatencies(), valkeyCPU(b)
+	sys0, sched0, vk0 := syscalls(), schedLatencies(), registrytest.ValkeyCPU(b)
 	start, cpu0 := time.Now(), cpuTime()
 	all, failures, firstErr := load.Run(total)
 	elapsed := time.Since(start)
-	cpu1, sys1, sched1, vk1 := cpuTime(), syscalls(), schedLatencies(), valkeyCPU(b)
+	cpu1, sys1, sched1, vk1 := cpuTime(), syscalls(), schedLatencies(), registrytest.ValkeyCPU(b)
 	b.StopTimer()
 	runtime.ReadMemStats(&mem1)
 
@@ -200,37 +199,6 @@ func syscalls() int64 {
 		}
 	}
 	return n
-}
-
-// valkeyCPU is the CPU time the Valkey server has used so far (INFO cpu: its user and
-// system time, all threads).
-func valkeyCPU(b *testing.B) time.Duration {
-	opt, err := valkey.ParseURL(registrytest.ValkeyURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	opt.DisableCache = true
-	c, err := valkey.NewClient(opt)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	info, err := c.Do(context.Background(), c.B().Info().Section("cpu").Build()).ToString()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total float64
-	for _, l := range strings.Split(info, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(l), ":")
-		if k == "used_cpu_sys" || k == "used_cpu_user" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				b.Fatalf("INFO cpu: %s: %v", l, err)
-			}
-			total += f
-		}
-	}
-	return time.Duration(total * float64(time.Second))
 }
 
 // cpuTime is the process's user and system CPU time so far, in nanoseconds: what a hop

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/valkey-io/valkey-go"
 )
 
 // CPUMeter adds up the CPU time spent while it runs: this process's (user + system, every
@@ -47,6 +48,39 @@ func (c *CPUMeter) Report(b *testing.B, units int) {
 	k := float64(units) / 1000
 	b.ReportMetric(float64(c.Self.Microseconds())/1000/k, "go-cpu-ms/1k")
 	b.ReportMetric(float64(c.PG.Microseconds())/1000/k, "pg-cpu-ms/1k")
+}
+
+// ValkeyCPU is the CPU time the Valkey server tests use has spent so far (INFO cpu: its
+// user and system time, all threads), wherever it runs; it counts whatever else the
+// server did meanwhile.
+func ValkeyCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	opt, err := valkey.ParseURL(ValkeyURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opt.DisableCache = true
+	c, err := valkey.NewClient(opt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	info, err := c.Do(context.Background(), c.B().Info().Section("cpu").Build()).ToString()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for _, l := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(l), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				tb.Fatalf("INFO cpu: %s: %v", l, err)
+			}
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }
 
 // ProcessCPU is the user and system CPU this process has used.
