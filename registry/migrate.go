@@ -2,13 +2,13 @@ package registry
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"fmt"
 	"io/fs"
 	"log/slog"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx" for goose
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -32,10 +32,14 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) error {
 // MigrateFS applies the migrations in fsys, tracking versions in table. Packages that own
 // further tables (reports, broadcasts) call it with their own folder and table.
 func MigrateFS(ctx context.Context, url string, fsys fs.FS, table string, log *slog.Logger) error {
-	db, err := sql.Open("pgx", url)
+	// Read the URL as the server's pool does, so that pool settings in it (pool_max_conns,
+	// which serve honours) are taken as such rather than sent to PostgreSQL as run-time
+	// parameters it refuses.
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return fmt.Errorf("open database: %w", err)
+		return fmt.Errorf("database URL: %w", err)
 	}
+	db := stdlib.OpenDB(*cfg.ConnConfig)
 	defer db.Close()
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {

@@ -44,3 +44,13 @@ func TestMigrateTwoInstancesAtOnce(t *testing.T) {
 		t.Errorf("second migrate: %v", err)
 	}
 }
+
+// A database URL with the pool's own settings, which serve honours in MHERO_DATABASE_URL,
+// migrates too (they were once sent to PostgreSQL, which refused to connect).
+func TestMigrateTakesAURLWithPoolSettings(t *testing.T) {
+	t.Parallel()
+	url := registrytest.NewEmptyDatabase(t) + "&pool_max_conns=7"
+	if err := registry.Migrate(context.Background(), url, nil); err != nil {
+		t.Fatalf("Migrate with pool_max_conns in the URL: %v", err)
+	}
+}
