@@ -81,15 +81,15 @@ func benchSessions(b *testing.B, every time.Duration) {
 	var mem0, mem1 runtime.MemStats
 	runtime.ReadMemStats(&mem0)
 	sys0, sched0, vk0 := syscalls(), schedLatencies(), registrytest.ValkeyCPU(b)
-	start, cpu0 := time.Now(), cpuTime()
-	all, failures, firstErr := load.Run(total)
-	elapsed := time.Since(start)
+	cpu0 := cpuTime()
+	res := load.Run(total)
+	all := res.Latencies
 	cpu1, sys1, sched1, vk1 := cpuTime(), syscalls(), schedLatencies(), registrytest.ValkeyCPU(b)
 	b.StopTimer()
 	runtime.ReadMemStats(&mem1)
 
-	if failures > 0 {
-		b.Fatalf("%d of %d sessions failed; first: %v", failures, total, firstErr)
+	if res.Failures > 0 {
+		b.Fatalf("%d of %d sessions failed; first: %v", res.Failures, total, res.First)
 	}
 	// Exactly once: every session (one phone each) has one submit call, none has two.
 	lost, doubled := total-len(submits.perPhone), 0
@@ -102,7 +102,7 @@ func benchSessions(b *testing.B, every time.Duration) {
 		b.Errorf("%d sessions: %d reports lost, %d submitted more than once", total, lost, doubled)
 	}
 	slices.Sort(all)
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "hops/s")
+	b.ReportMetric(res.Rate, "hops/s")
 	b.ReportMetric(ms(all[len(all)/2]), "p50-ms")
 	b.ReportMetric(ms(all[len(all)*99/100]), "p99-ms")
 	b.ReportMetric(float64(lost), "lost")

@@ -178,20 +178,20 @@ func TestBenchmarkSessionsRunThroughConnPool(t *testing.T) {
 	defer pool.Close()
 	load := ussdtest.Load{Pool: pool, URL: e.URL, Sessions: 2, Every: time.Millisecond,
 		Inputs: stockReport, Phone: ussdtest.Phone, Done: "Thank you."}
-	lat, failures, err := load.Run(3)
-	if failures > 0 {
-		t.Fatalf("%d sessions failed; first: %v", failures, err)
+	res := load.Run(3)
+	if res.Failures > 0 {
+		t.Fatalf("%d sessions failed; first: %v", res.Failures, res.First)
 	}
-	if n, want := len(lat), 3*(len(stockReport)+1); n != want {
-		t.Errorf("%d hops timed, want %d", n, want)
+	if n, want := len(res.Latencies), 3*(len(stockReport)+1); n != want || res.Rate <= 0 {
+		t.Errorf("%d hops timed (%.0f/s), want %d", n, res.Rate, want)
 	}
 	if n := e.Actions["stock.submit"].Reports(); n != 3 {
 		t.Errorf("%d reports, want 3", n)
 	}
 	// A session that does not end as expected is a failure, with what it got.
 	load.Done, load.Phone = "Merci", func(i int) string { return ussdtest.Phone(100 + i) }
-	if _, failures, err := load.Run(1); failures != 1 || err == nil || !strings.Contains(err.Error(), "Thank you") {
-		t.Errorf("a session ending otherwise than Done: %d failures, %v", failures, err)
+	if res := load.Run(1); res.Failures != 1 || res.First == nil || !strings.Contains(res.First.Error(), "Thank you") {
+		t.Errorf("a session ending otherwise than Done: %d failures, %v", res.Failures, res.First)
 	}
 }
 

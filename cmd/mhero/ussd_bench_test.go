@@ -76,14 +76,13 @@ func benchUSSD(b *testing.B, every time.Duration) {
 	vk0 := registrytest.ValkeyCPU(b)
 	cpu.Start(b)
 	b.ResetTimer()
-	start := time.Now()
-	lat, failures, first := load.Run(total)
-	elapsed := time.Since(start)
+	res := load.Run(total)
+	lat := res.Latencies
 	b.StopTimer()
 	cpu.Stop(b)
 	vk1 := registrytest.ValkeyCPU(b)
-	if failures > 0 {
-		b.Fatalf("%d of %d sessions failed; first: %v", failures, total, first)
+	if res.Failures > 0 {
+		b.Fatalf("%d of %d sessions failed; first: %v", res.Failures, total, res.First)
 	}
 	// Exactly once, in the system of record: one report per session (each a different
 	// worker), none twice.
@@ -96,7 +95,7 @@ func benchUSSD(b *testing.B, every time.Duration) {
 		b.Errorf("%d sessions: %d reports lost, %d stored twice", total, lost, doubled)
 	}
 	slices.Sort(lat)
-	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "hops/s")
+	b.ReportMetric(res.Rate, "hops/s")
 	b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99-ms")
 	b.ReportMetric(float64(lost), "lost")

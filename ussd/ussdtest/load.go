@@ -29,26 +29,46 @@ type Load struct {
 	Done   string             // what the last screen starts with
 }
 
-// Run runs total sessions and returns every hop's latency, from sending it to reading its
-// answer (waiting for a free connection included), and how many sessions went wrong:
-// an error, a screen that ended the session early, or a last screen not starting with
-// Done.
-func (l Load) Run(total int) (lat []time.Duration, failures int, first error) {
+// Result is what a Load run measured.
+type Result struct {
+	// Latencies are every hop's, from sending it to reading its answer (waiting for a free
+	// connection included).
+	Latencies []time.Duration
+	// Rate is the hops answered per second while every worker was mid-run: the run less
+	// a session's length at each end, when workers are still starting at their random
+	// phase or have run out of sessions (the whole run when Every is 0, or when it is
+	// too short to leave a middle).
+	Rate float64
+	// Failures counts sessions that went wrong: an error, a screen that ended the session
+	// early, or a last screen not starting with Done. First is the first of them.
+	Failures int
+	First    error
+}
+
+// Run runs total sessions.
+func (l Load) Run(total int) Result {
 	var (
 		next     atomic.Int64
 		failed   atomic.Int64
 		firstErr atomic.Value
 		mu       sync.Mutex
 		wg       sync.WaitGroup
+		lat      = make([]time.Duration, 0, total*(len(l.Inputs)+1))
+		answered = make([]time.Time, 0, total*(len(l.Inputs)+1))
 	)
-	lat = make([]time.Duration, 0, total*(len(l.Inputs)+1))
+	cycle := l.Every * time.Duration(len(l.Inputs)+1)
+	start := time.Now()
 	for range l.Sessions {
 		wg.Go(func() {
-			mine := make([]time.Duration, 0, 64)
+			var mine hops
 			var due time.Time // the next hop's, across this worker's sessions
 			if l.Every > 0 {
-				// A random phase, so the workers' hops do not arrive in lockstep.
-				due = time.Now().Add(rand.N(l.Every))
+				// A random phase over a whole session, so that workers are at every step
+				// of it at once, as they are in life: with a phase within one hop's
+				// spacing, all dialled together, then all answered the first screen
+				// together, and so on, and each kind of hop came in bursts at several
+				// times the average rate.
+				due = start.Add(rand.N(cycle))
 			}
 			for {
 				i := int(next.Add(1)) - 1
@@ -61,19 +81,38 @@ func (l Load) Run(total int) (lat []time.Duration, failures int, first error) {
 				}
 			}
 			mu.Lock()
-			lat = append(lat, mine...)
+			lat, answered = append(lat, mine.took...), append(answered, mine.at...)
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
+	end := time.Now()
+	r := Result{Latencies: lat, Failures: int(failed.Load())}
 	if err, ok := firstErr.Load().(error); ok {
-		first = err
+		r.First = err
 	}
-	return lat, int(failed.Load()), first
+	from, to := start.Add(cycle), end.Add(-cycle)
+	if to.Sub(from) < cycle {
+		from, to = start, end
+	}
+	n := 0
+	for _, t := range answered {
+		if !t.Before(from) && !t.After(to) {
+			n++
+		}
+	}
+	r.Rate = float64(n) / to.Sub(from).Seconds()
+	return r
 }
 
-// session runs session i, appending each hop's latency to lat.
-func (l Load) session(i int, due *time.Time, lat *[]time.Duration) error {
+// hops are one worker's measurements.
+type hops struct {
+	took []time.Duration
+	at   []time.Time // when each was answered
+}
+
+// session runs session i, adding each hop's measurements to h.
+func (l Load) session(i int, due *time.Time, h *hops) error {
 	s, err := NewSession("africastalking", l.URL, "load-"+strconv.Itoa(i), l.Phone(i), "")
 	if err != nil {
 		return err
@@ -91,7 +130,8 @@ func (l Load) session(i int, due *time.Time, lat *[]time.Duration) error {
 		}
 		t0 := time.Now()
 		rep, err := l.Pool.Do(context.Background(), s, req)
-		*lat = append(*lat, time.Since(t0))
+		t1 := time.Now()
+		h.took, h.at = append(h.took, t1.Sub(t0)), append(h.at, t1)
 		switch {
 		case err != nil:
 			return fmt.Errorf("session %d hop %d: %w", i, hop, err)
