@@ -190,8 +190,15 @@ func TestBenchmarkSessionsRunThroughConnPool(t *testing.T) {
 	}
 	// A session that does not end as expected is a failure, with what it got.
 	load.Done, load.Phone = "Merci", func(i int) string { return ussdtest.Phone(100 + i) }
-	if res := load.Run(1); res.Failures != 1 || res.First == nil || !strings.Contains(res.First.Error(), "Thank you") {
-		t.Errorf("a session ending otherwise than Done: %d failures, %v", res.Failures, res.First)
+	if res := load.Run(2); res.Failures != 2 || res.First == nil || !strings.Contains(res.First.Error(), "Thank you") {
+		t.Errorf("sessions ending otherwise than Done: %d failures, %v", res.Failures, res.First)
+	}
+	// So is a session that cannot reach the server.
+	down := ussdtest.NewConnPool("127.0.0.1:1", 1)
+	defer down.Close()
+	load.Pool = down
+	if res := load.Run(2); res.Failures != 2 || res.First == nil || !strings.Contains(res.First.Error(), "refused") {
+		t.Errorf("sessions that cannot connect: %d failures, %v", res.Failures, res.First)
 	}
 }
 

@@ -50,7 +50,8 @@ func (l Load) Run(total int) Result {
 	var (
 		next     atomic.Int64
 		failed   atomic.Int64
-		firstErr atomic.Value
+		firstErr error
+		once     sync.Once // keeps firstErr (errors of several types: no atomic.Value)
 		mu       sync.Mutex
 		wg       sync.WaitGroup
 		lat      = make([]time.Duration, 0, total*(len(l.Inputs)+1))
@@ -77,7 +78,7 @@ func (l Load) Run(total int) Result {
 				}
 				if err := l.session(i, &due, &mine); err != nil {
 					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					once.Do(func() { firstErr = err })
 				}
 			}
 			mu.Lock()
@@ -87,10 +88,7 @@ func (l Load) Run(total int) Result {
 	}
 	wg.Wait()
 	end := time.Now()
-	r := Result{Latencies: lat, Failures: int(failed.Load())}
-	if err, ok := firstErr.Load().(error); ok {
-		r.First = err
-	}
+	r := Result{Latencies: lat, Failures: int(failed.Load()), First: firstErr}
 	from, to := start.Add(cycle), end.Add(-cycle)
 	if to.Sub(from) < cycle {
 		from, to = start, end
