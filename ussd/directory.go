@@ -51,6 +51,9 @@ type cached[T any] struct {
 	expires time.Time
 }
 
+// fresh says whether the entry may still be given at now.
+func (e cached[T]) fresh(now time.Time) bool { return now.Before(e.expires) }
+
 // directoryCacheMax bounds each of the cache's maps; a full map is swept of expired
 // entries and, if that frees nothing, emptied.
 const directoryCacheMax = 100_000
@@ -65,7 +68,7 @@ func (c *directoryCache) FindWorkerByMSISDN(ctx context.Context, m mhero.MSISDN)
 	c.mu.Lock()
 	e, ok := c.workers[m]
 	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
+	if ok && e.fresh(now) {
 		w := e.v
 		return &w, nil
 	}
@@ -85,7 +88,7 @@ func (c *directoryCache) FindFacilityByID(ctx context.Context, id mhero.Facility
 	c.mu.Lock()
 	e, ok := c.facilities[id]
 	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
+	if ok && e.fresh(now) {
 		f := e.v
 		return &f, nil
 	}
@@ -111,7 +114,7 @@ func (c *directoryCache) forget(m mhero.MSISDN) {
 func put[K comparable, T any](m map[K]cached[T], k K, v cached[T], now time.Time, max int) {
 	if _, ok := m[k]; !ok && len(m) >= max {
 		for k, e := range m {
-			if !now.Before(e.expires) {
+			if !e.fresh(now) {
 				delete(m, k)
 			}
 		}

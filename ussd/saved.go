@@ -13,14 +13,9 @@ import (
 // is bounded in bytes; what does not fit is forgotten, which costs only a slower hop.
 type savedStates struct {
 	mu    sync.Mutex
-	m     map[string]savedState
+	m     map[string]cached[[]byte] // entries as the directory cache keeps them
 	bytes int
 	max   int
-}
-
-type savedState struct {
-	raw     []byte
-	expires time.Time
 }
 
 // entryOverhead approximates what an entry costs beyond its key and state (map slot,
@@ -31,7 +26,7 @@ const entryOverhead = 64
 const DefaultSavedStates = 16 << 20
 
 func newSavedStates(max int) *savedStates {
-	return &savedStates{m: map[string]savedState{}, max: max}
+	return &savedStates{m: map[string]cached[[]byte]{}, max: max}
 }
 
 // get returns the state saved for key, unless it has expired since.
@@ -39,10 +34,10 @@ func (c *savedStates) get(key string) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s, ok := c.m[key]
-	if !ok || time.Now().After(s.expires) {
+	if !ok || !s.fresh(time.Now()) {
 		return nil, false
 	}
-	return s.raw, true
+	return s.v, true
 }
 
 // put remembers raw (which must not change afterwards) as key's state for ttl: the
@@ -57,9 +52,9 @@ func (c *savedStates) put(key string, raw []byte, ttl time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.m[key]; ok {
-		c.bytes -= len(key) + len(old.raw) + entryOverhead
+		c.bytes -= len(key) + len(old.v) + entryOverhead
 	}
-	c.m[key] = savedState{raw: raw, expires: now.Add(ttl)}
+	c.m[key] = cached[[]byte]{v: raw, expires: now.Add(ttl)}
 	c.bytes += size
 	if c.bytes > c.max {
 		c.evict(now, key)
@@ -71,9 +66,9 @@ func (c *savedStates) put(key string, raw []byte, ttl time.Duration) {
 func (c *savedStates) evict(now time.Time, keep string) {
 	target := c.max - c.max/10
 	for k, s := range c.m {
-		if now.After(s.expires) {
+		if !s.fresh(now) {
 			delete(c.m, k)
-			c.bytes -= len(k) + len(s.raw) + entryOverhead
+			c.bytes -= len(k) + len(s.v) + entryOverhead
 		}
 	}
 	for k, s := range c.m {
@@ -84,7 +79,7 @@ func (c *savedStates) evict(now time.Time, keep string) {
 			continue
 		}
 		delete(c.m, k)
-		c.bytes -= len(k) + len(s.raw) + entryOverhead
+		c.bytes -= len(k) + len(s.v) + entryOverhead
 	}
 }
 
@@ -93,6 +88,6 @@ func (c *savedStates) forget(key string) {
 	defer c.mu.Unlock()
 	if s, ok := c.m[key]; ok {
 		delete(c.m, key)
-		c.bytes -= len(key) + len(s.raw) + entryOverhead
+		c.bytes -= len(key) + len(s.v) + entryOverhead
 	}
 }

@@ -142,7 +142,9 @@ func TestARememberedStateGoneFromValkeyIsNotBroughtBack(t *testing.T) {
 	e.do(t, s, s.Dial(""))
 	e.do(t, s, s.Answer("1")) // half-way: a dropped session that could be resumed
 
-	client, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{valkeyAddr(t)}, DisableCache: true})
+	opt := valkey.MustParseURL(registrytest.ValkeyURL())
+	opt.DisableCache = true
+	client, err := valkey.NewClient(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,15 +159,6 @@ func TestARememberedStateGoneFromValkeyIsNotBroughtBack(t *testing.T) {
 	if strings.Contains(rep.Text, "Continue where you left off") || !strings.Contains(rep.Text, "Stock report") {
 		t.Errorf("new session after the state was removed = %q, want the main menu", rep.Text)
 	}
-}
-
-func valkeyAddr(t *testing.T) string {
-	t.Helper()
-	opt, err := valkey.ParseURL(registrytest.ValkeyURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return opt.InitAddress[0]
 }
 
 // The benchmark's load generator (ussdtest.Load over a ConnPool) works, so that
