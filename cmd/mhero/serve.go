@@ -53,6 +53,9 @@ type App struct {
 	registry     *registry.Store
 	reports      *reports.Store
 	ussd         *ussd.Engine
+	stock        *reports.StockRecorder
+	stopStock    context.CancelFunc
+	stockDone    chan struct{}
 	sms          *sms.Store
 	smsProc      *sms.Processor
 	stopSMS      context.CancelFunc
@@ -281,6 +284,14 @@ func (a *App) Close(ctx context.Context) error {
 	if a.smpp != nil {
 		if err := a.smpp.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("smpp: %w", err))
+		}
+	}
+	if a.stopStock != nil {
+		a.stopStock() // stores what the last hops (HTTP and SMPP, both stopped) handed in
+		select {
+		case <-a.stockDone:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("ussd stock reports: still storing at the shutdown bound: %w", ctx.Err()))
 		}
 	}
 	if a.stopReceipts != nil {

@@ -22,15 +22,16 @@ import (
 
 // ussdHandlers are every action and data source the shipped menus may name (nil stores
 // give handlers that only lint uses: they are never run).
-func ussdHandlers(reg *registry.Store, rep *reports.Store, ob *outbox.Store, st *sms.Store, wake func()) (map[string]ussd.Action, map[string]ussd.Source) {
-	actions, sources := ussdActions(reg, rep, ob, wake), ussdSources(reg, ob)
+func ussdHandlers(reg *registry.Store, rep *reports.Store, stock *reports.StockRecorder, ob *outbox.Store, st *sms.Store, wake func()) (map[string]ussd.Action, map[string]ussd.Source) {
+	actions, sources := ussdActions(reg, rep, stock, ob, wake), ussdSources(reg, ob)
 	sources["surveys"], actions["survey.answer"] = surveyUSSD(st)
 	return actions, sources
 }
 
 // ussdActions are the menus' named handlers: each files its report once per request key
-// (a retried hop gets the first result).
-func ussdActions(reg *registry.Store, rep *reports.Store, ob *outbox.Store, wake func()) map[string]ussd.Action {
+// (a retried hop gets the first result). Stock reports go through stock, in transactions
+// shared with the other hops submitting at the same time.
+func ussdActions(reg *registry.Store, rep *reports.Store, stock *reports.StockRecorder, ob *outbox.Store, wake func()) map[string]ussd.Action {
 	atoi := func(r ussd.ActionRequest, name string) (int, error) {
 		v, ok := r.Vars[name]
 		if !ok || v == "" {
@@ -49,7 +50,7 @@ func ussdActions(reg *registry.Store, rep *reports.Store, ob *outbox.Store, wake
 			if err := errors.Join(err1, err2); err != nil {
 				return nil, err
 			}
-			s, err := rep.SubmitStockReport(ctx, reports.StockInput{WorkerID: r.Worker.ID, Commodity: r.Vars["commodity"],
+			s, err := stock.Submit(ctx, reports.StockInput{WorkerID: r.Worker.ID, Commodity: r.Vars["commodity"],
 				Quantity: qty, StockoutDays: days, IdempotencyKey: r.Key})
 			if err != nil {
 				return nil, err
@@ -205,7 +206,17 @@ func (a *App) startUSSD(cfg Config, log *slog.Logger, wake func()) error {
 	for i, c := range cfg.File.Commodities {
 		commodities[i] = ussd.Commodity{Code: c.Code, Name: c.Name}
 	}
-	actions, sources := ussdHandlers(a.registry, a.reports, a.outbox, a.sms, wake)
+	// Stock reports are committed in shared transactions; the recorder outlives HTTP and
+	// the SMPP pool, the hops' two sources (Close stops it after both).
+	a.stock = a.reports.NewStockRecorder(0, 0)
+	var sctx context.Context
+	sctx, a.stopStock = context.WithCancel(context.Background())
+	a.stockDone = make(chan struct{})
+	go func() {
+		defer close(a.stockDone)
+		a.stock.Run(sctx)
+	}()
+	actions, sources := ussdHandlers(a.registry, a.reports, a.stock, a.outbox, a.sms, wake)
 	a.ussd, err = ussd.NewEngine(ussd.Config{Menus: menus, Sessions: a.sessions, Directory: a.registry,
 		Actions: actions, Sources: sources,
 		Commodities: commodities, ScreenLimit: u.ScreenLimit, SessionTTL: u.SessionTTL, RateLimit: u.RateLimit, DirectoryTTL: u.DirectoryTTL,

@@ -44,7 +44,7 @@ func runMenus(cfg Config, args []string, stdout io.Writer) error {
 			limit = g.ScreenLimit
 		}
 	}
-	acts, srcs := ussdHandlers(nil, nil, nil, nil, nil)
+	acts, srcs := ussdHandlers(nil, nil, nil, nil, nil, nil)
 	actions := slices.Sorted(maps.Keys(acts))
 	sources := append(slices.Sorted(maps.Keys(srcs)), "commodities")
 	problems := ussd.Lint(os.DirFS(dir), ussd.LintOptions{ScreenLimit: limit, Actions: actions, Sources: sources})
