@@ -15,11 +15,15 @@ const workerCols = `w.id, COALESCE(w.ihris_id, ''), w.name, w.msisdn, COALESCE(w
 
 const workerFrom = ` FROM workers w LEFT JOIN cadres c ON c.id = w.cadre_id `
 
-func scanWorker(row pgx.Row) (*mhero.Worker, []int64, error) {
+// byMSISDN picks the worker whose primary or second phone is $1, the primary first.
+const byMSISDN = ` WHERE w.msisdn = $1 OR w.alt_msisdn = $1 ORDER BY (w.msisdn = $1) DESC LIMIT 1`
+
+// scanWorker scans workerCols, then any columns after them into more.
+func scanWorker(row pgx.Row, more ...any) (*mhero.Worker, []int64, error) {
 	var w mhero.Worker
 	var path []int64
-	err := row.Scan(&w.ID, &w.IHRISID, &w.Name, &w.MSISDN, &w.AltMSISDN, &w.Cadre, &w.FacilityID, &w.Skills,
-		&w.Language, &w.Active, &w.OptedOut, &w.UpdatedAt, &path)
+	err := row.Scan(append([]any{&w.ID, &w.IHRISID, &w.Name, &w.MSISDN, &w.AltMSISDN, &w.Cadre, &w.FacilityID, &w.Skills,
+		&w.Language, &w.Active, &w.OptedOut, &w.UpdatedAt, &path}, more...)...)
 	if w.Skills == nil {
 		w.Skills = []string{}
 	}
@@ -42,8 +46,7 @@ func (s *Store) FindWorker(ctx context.Context, ref string) (*mhero.Worker, erro
 // FindWorkerByMSISDN returns the worker whose primary or second phone is m. It is what
 // the USSD and SMS channels call for every inbound message; ENOTFOUND for strangers.
 func (s *Store) FindWorkerByMSISDN(ctx context.Context, m mhero.MSISDN) (*mhero.Worker, error) {
-	w, path, err := scanWorker(s.db.QueryRow(ctx, `SELECT `+workerCols+workerFrom+`
-		WHERE w.msisdn = $1 OR w.alt_msisdn = $1 ORDER BY (w.msisdn = $1) DESC LIMIT 1`, string(m)))
+	w, path, err := scanWorker(s.db.QueryRow(ctx, `SELECT `+workerCols+workerFrom+byMSISDN, string(m)))
 	if err != nil {
 		return nil, pgError(err, "Worker with this phone number")
 	}
@@ -51,6 +54,31 @@ func (s *Store) FindWorkerByMSISDN(ctx context.Context, m mhero.MSISDN) (*mhero.
 		return nil, errOutOfScope("Worker")
 	}
 	return w, nil
+}
+
+// FindWorkerAndFacility is FindWorkerByMSISDN with the worker's facility (nil when they
+// have none) in the same query: a USSD session's first hop needs both, and one round trip
+// to PostgreSQL instead of two. Both must be within the caller's scope.
+func (s *Store) FindWorkerAndFacility(ctx context.Context, m mhero.MSISDN) (*mhero.Worker, *mhero.Facility, error) {
+	var f mhero.Facility
+	var fpath []int64
+	w, wpath, err := scanWorker(s.db.QueryRow(ctx, `SELECT `+workerCols+`, COALESCE(f.id, 0), COALESCE(f.code, ''), COALESCE(f.name, ''),
+			COALESCE(f.location_id, 0), COALESCE(f.dhis2_uid, ''), COALESCE(f.dhis2_code, ''), l.path`+workerFrom+`
+		LEFT JOIN facilities f ON f.id = w.facility_id LEFT JOIN locations l ON l.id = f.location_id`+byMSISDN, string(m)),
+		&f.ID, &f.Code, &f.Name, &f.LocationID, &f.DHIS2UID, &f.DHIS2Code, &fpath)
+	if err != nil {
+		return nil, nil, pgError(err, "Worker with this phone number")
+	}
+	if !inScope(ctx, wpath) {
+		return nil, nil, errOutOfScope("Worker")
+	}
+	if f.ID == 0 {
+		return w, nil, nil
+	}
+	if !inScope(ctx, fpath) {
+		return nil, nil, errOutOfScope("Facility")
+	}
+	return w, &f, nil
 }
 
 // WorkerInput is what a caller may set on a worker. Phones may be national-format; they

@@ -17,6 +17,14 @@ type FacilityFinder interface {
 	FindFacilityByID(ctx context.Context, id mhero.FacilityID) (*mhero.Facility, error)
 }
 
+// WorkerFacilityFinder is what a Directory may also offer: the worker on a number and
+// their facility (nil when they have none) in one lookup, so that a session's first hop
+// asks the registry once. Without a DirectoryTTL the engine uses it where offered; with
+// one, each of the two is cached on its own.
+type WorkerFacilityFinder interface {
+	FindWorkerAndFacility(ctx context.Context, m mhero.MSISDN) (*mhero.Worker, *mhero.Facility, error)
+}
+
 // findFacilityByID is the worker's facility, by id.
 func findFacilityByID(ctx context.Context, d Directory, id mhero.FacilityID) (*mhero.Facility, error) {
 	if f, ok := d.(FacilityFinder); ok {

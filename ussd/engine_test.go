@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -324,5 +325,77 @@ func TestDirectoryTTLShowsAnActionsChangeAtOnce(t *testing.T) {
 	s2 := e.session(t, "africastalking", "ttl-2", "+231886000001")
 	if rep := e.do(t, s2, s2.Dial("")); !strings.Contains(rep.Text, "Rapport de stock") {
 		t.Errorf("the next session, within the TTL, = %q; want the French main menu", rep.Text)
+	}
+}
+
+// jointDirectory offers the worker and their facility in one lookup, as the registry
+// does, and counts which lookups the engine makes.
+type jointDirectory struct {
+	*ussdtest.Directory
+	mu                         sync.Mutex
+	joint, workers, facilities int
+}
+
+func (d *jointDirectory) FindWorkerAndFacility(ctx context.Context, m mhero.MSISDN) (*mhero.Worker, *mhero.Facility, error) {
+	d.mu.Lock()
+	d.joint++
+	d.mu.Unlock()
+	w, err := d.Directory.FindWorkerByMSISDN(ctx, m)
+	if err != nil || w.FacilityID == 0 {
+		return w, nil, err
+	}
+	f, err := d.Directory.FindFacility(ctx, strconv.FormatInt(int64(w.FacilityID), 10))
+	return w, f, err
+}
+
+func (d *jointDirectory) FindWorkerByMSISDN(ctx context.Context, m mhero.MSISDN) (*mhero.Worker, error) {
+	d.mu.Lock()
+	d.workers++
+	d.mu.Unlock()
+	return d.Directory.FindWorkerByMSISDN(ctx, m)
+}
+
+func (d *jointDirectory) FindFacility(ctx context.Context, ref string) (*mhero.Facility, error) {
+	d.mu.Lock()
+	d.facilities++
+	d.mu.Unlock()
+	return d.Directory.FindFacility(ctx, ref)
+}
+
+// A directory that finds the worker and their facility at once is asked once per
+// session, and the session shows the same facility (or none) as with two lookups.
+func TestEngineFindsWorkerAndFacilityInOneLookupWhereOffered(t *testing.T) {
+	var dir *jointDirectory
+	e := newEnv(t, func(c *ussd.Config) {
+		dir = &jointDirectory{Directory: c.Directory.(*ussdtest.Directory)}
+		c.Directory = dir
+	})
+	for _, tt := range []struct{ phone, facility string }{{"+231886000001", "Bong Mines Clinic"}, {"+231886000005", "none"}} {
+		s := e.session(t, "africastalking", "joint-"+tt.phone, tt.phone)
+		e.do(t, s, s.Dial(""))
+		if rep := e.do(t, s, s.Answer("3")); !strings.Contains(rep.Text, "Facility: "+tt.facility+"\n") {
+			t.Errorf("%s's details: %q, want facility %s", tt.phone, rep.Text, tt.facility)
+		}
+	}
+	if dir.joint != 2 || dir.workers != 0 || dir.facilities != 0 {
+		t.Errorf("2 sessions made %d joint, %d worker and %d facility lookups; want 2, 0, 0", dir.joint, dir.workers, dir.facilities)
+	}
+	// With a directory cache, the worker and the facility are each cached on their own.
+	dir = nil
+	e = newEnv(t, func(c *ussd.Config) {
+		dir = &jointDirectory{Directory: c.Directory.(*ussdtest.Directory)}
+		c.Directory, c.DirectoryTTL = dir, time.Minute
+	})
+	for i := range 2 {
+		s := e.session(t, "africastalking", "cached-"+strconv.Itoa(i), "+231886000001")
+		e.do(t, s, s.Dial(""))
+		if i == 0 {
+			if rep := e.do(t, s, s.Answer("3")); !strings.Contains(rep.Text, "Facility: Bong Mines Clinic\n") {
+				t.Errorf("details: %q", rep.Text)
+			}
+		}
+	}
+	if dir.joint != 0 || dir.workers != 1 || dir.facilities != 1 {
+		t.Errorf("2 cached sessions made %d joint, %d worker and %d facility lookups; want 0, 1, 1", dir.joint, dir.workers, dir.facilities)
 	}
 }

@@ -97,7 +97,15 @@ func (h *hop) open(ctx context.Context, old *state) (Reply, *state) {
 // lookup finds the worker and their facility; why names the end screen when the
 // session cannot go on.
 func (h *hop) lookup(ctx context.Context) (*mhero.Worker, mhero.Facility, string) {
-	w, err := h.e.directory.FindWorkerByMSISDN(ctx, h.req.MSISDN)
+	var w *mhero.Worker
+	var fp *mhero.Facility
+	var err error
+	wf, both := h.e.directory.(WorkerFacilityFinder)
+	if both {
+		w, fp, err = wf.FindWorkerAndFacility(ctx, h.req.MSISDN)
+	} else {
+		w, err = h.e.directory.FindWorkerByMSISDN(ctx, h.req.MSISDN)
+	}
 	switch {
 	case mhero.ErrorCode(err) == mhero.ENOTFOUND || err == nil && w == nil:
 		return nil, mhero.Facility{}, "unknown_number"
@@ -110,7 +118,9 @@ func (h *hop) lookup(ctx context.Context) (*mhero.Worker, mhero.Facility, string
 		return w, mhero.Facility{}, "inactive"
 	}
 	var f mhero.Facility
-	if w.FacilityID != 0 {
+	if fp != nil {
+		f = *fp
+	} else if w.FacilityID != 0 && !both {
 		fp, err := findFacilityByID(ctx, h.e.directory, w.FacilityID)
 		switch {
 		case err == nil:
