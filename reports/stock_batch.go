@@ -34,17 +34,39 @@ type StockResult struct {
 // stored and tx stays usable. The error is for the batch as a whole (the connection
 // failed); then tx is best rolled back.
 func (s *Store) SubmitStockReports(ctx context.Context, tx pgx.Tx, ins []StockInput) ([]StockResult, error) {
+	return s.submitStocks(ctx, stockTx{tx}, ins)
+}
+
+// stockDB is where a batch of stock counts is stored: the caller's transaction, or the
+// pool, where each statement commits on its own (see StockRecorder).
+type stockDB interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// stockTx is a transaction as a stockDB: the batch insert then has a savepoint of its own.
+type stockTx struct{ pgx.Tx }
+
+// inTx says whether statements sent to db share a transaction that a failed one would
+// abort (so it must be undone to a savepoint), rather than each committing on its own.
+func inTx(db stockDB) bool {
+	_, ok := db.(stockTx)
+	return ok
+}
+
+// submitStocks is SubmitStockReports in db. Outside a transaction the lookups and the
+// insert are two round trips, and the insert commits the batch.
+func (s *Store) submitStocks(ctx context.Context, db stockDB, ins []StockInput) ([]StockResult, error) {
 	out := make([]StockResult, len(ins))
 	if len(ins) == 0 {
 		return out, nil
 	}
 	now := s.now()
-	l, err := s.lookupStocks(ctx, tx, ins)
+	l, err := s.lookupStocks(ctx, db, ins)
 	if err != nil {
 		return nil, err
 	}
 	rows, same := l.check(ins, now, out)
-	if err := s.insertStocks(ctx, tx, ins, rows, now, out); err != nil {
+	if err := s.insertStocks(ctx, db, ins, rows, now, out); err != nil {
 		return nil, err
 	}
 	for i, j := range same {
@@ -127,13 +149,13 @@ func (l *stockLookups) facilityOf(in *StockInput) *mhero.Facility {
 
 // lookupStocks finds what a batch names in one round trip, and the reports of the counts
 // sent again in another when there are any.
-func (s *Store) lookupStocks(ctx context.Context, tx pgx.Tx, ins []StockInput) (*stockLookups, error) {
+func (s *Store) lookupStocks(ctx context.Context, db stockDB, ins []StockInput) (*stockLookups, error) {
 	l := &stockLookups{workers: map[mhero.WorkerID]bool{}, own: map[mhero.WorkerID]*mhero.Facility{},
 		byCode: map[string]*mhero.Facility{}, byID: map[int64]*mhero.Facility{}, commodities: map[string]int16{},
 		existing: map[string]int64{}, earlier: map[int64]stockResultOf{}}
 	b := &pgx.Batch{}
 	l.queue(b, ins)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
 	if len(l.existing) == 0 {
@@ -149,7 +171,7 @@ func (s *Store) lookupStocks(ctx context.Context, tx pgx.Tx, ins []StockInput) (
 			return nil
 		})
 	}
-	return l, tx.SendBatch(ctx, b).Close()
+	return l, db.SendBatch(ctx, b).Close()
 }
 
 // queue queues the lookups of a batch's workers, their facilities, the facilities named,
@@ -240,17 +262,17 @@ type stockRow struct {
 }
 
 // insertStocks inserts the valid counts of a batch in one statement (its statement-level
-// trigger updates the latest-stock rows once) and fills their results. The statement has
-// a savepoint of its own: when PostgreSQL refuses one row, the statement is undone and the
-// rows are inserted one by one, so only that one is refused.
-func (s *Store) insertStocks(ctx context.Context, tx pgx.Tx, ins []StockInput, rows []stockRow, now time.Time, out []StockResult) error {
+// trigger updates the latest-stock rows once) and fills their results. When PostgreSQL
+// refuses one row, the statement is undone (to its own savepoint in a transaction) and
+// the rows are inserted one by one, so only that one is refused.
+func (s *Store) insertStocks(ctx context.Context, db stockDB, ins []StockInput, rows []stockRow, now time.Time, out []StockResult) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	conflicts, err := s.insertStockRows(ctx, tx, ins, rows, now, out)
+	conflicts, err := s.insertStockRows(ctx, db, ins, rows, now, out)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT stock_reports_batch`); err != nil {
+		if err := undoStockRows(ctx, db); err != nil {
 			return err
 		}
 		conflicts = nil
@@ -261,9 +283,9 @@ func (s *Store) insertStocks(ctx context.Context, tx pgx.Tx, ins []StockInput, r
 			return cmp.Or(cmp.Compare(a.facility.ID, b.facility.ID), cmp.Compare(a.commodityID, b.commodityID))
 		})
 		for _, r := range rows {
-			c, err := s.insertStockRows(ctx, tx, ins, []stockRow{r}, now, out)
+			c, err := s.insertStockRows(ctx, db, ins, []stockRow{r}, now, out)
 			if errors.As(err, &pe) {
-				if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT stock_reports_batch`); err != nil {
+				if err := undoStockRows(ctx, db); err != nil {
 					return err
 				}
 				out[r.i].Err = pgError(err, "Stock report")
@@ -288,15 +310,30 @@ func (s *Store) insertStocks(ctx context.Context, tx pgx.Tx, ins []StockInput, r
 			return nil
 		})
 	}
-	return tx.SendBatch(ctx, b).Close()
+	return db.SendBatch(ctx, b).Close()
 }
 
-// insertStockRows inserts rows in one statement within the savepoint stock_reports_batch,
-// fills the results of those stored, and returns the counts whose key was stored
-// meanwhile. After an error the savepoint is still to be rolled back to.
-func (s *Store) insertStockRows(ctx context.Context, tx pgx.Tx, ins []StockInput, rows []stockRow, now time.Time, out []StockResult) ([]int, error) {
+// undoStockRows undoes an insert PostgreSQL refused: back to its savepoint in a
+// transaction; outside one the statement was undone on its own.
+func undoStockRows(ctx context.Context, db stockDB) error {
+	if !inTx(db) {
+		return nil
+	}
 	b := &pgx.Batch{}
-	b.Queue(`SAVEPOINT stock_reports_batch`)
+	b.Queue(`ROLLBACK TO SAVEPOINT stock_reports_batch`)
+	return db.SendBatch(ctx, b).Close()
+}
+
+// insertStockRows inserts rows in one statement (in a transaction, within the savepoint
+// stock_reports_batch), fills the results of those stored, and returns the counts whose
+// key was stored meanwhile. After an error in a transaction the savepoint is still to be
+// rolled back to.
+func (s *Store) insertStockRows(ctx context.Context, db stockDB, ins []StockInput, rows []stockRow, now time.Time, out []StockResult) ([]int, error) {
+	b := &pgx.Batch{}
+	tx := inTx(db)
+	if tx {
+		b.Queue(`SAVEPOINT stock_reports_batch`)
+	}
 	// The ids are taken in the order of the rows (d is computed once), so that each
 	// returned id finds its count, stored or not (a key stored meanwhile).
 	b.Queue(`WITH d AS MATERIALIZED (
@@ -309,11 +346,15 @@ func (s *Store) insertStockRows(ctx context.Context, tx pgx.Tx, ins []StockInput
 			RETURNING id, reported_at, received_at)
 		SELECT d.n, ins.id, ins.reported_at, ins.received_at FROM d LEFT JOIN ins ON ins.id = d.id`,
 		append(stockColumns(ins, rows), now)...)
-	b.Queue(`RELEASE SAVEPOINT stock_reports_batch`)
-	br := tx.SendBatch(ctx, b)
+	if tx {
+		b.Queue(`RELEASE SAVEPOINT stock_reports_batch`)
+	}
+	br := db.SendBatch(ctx, b)
 	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, err
+	if tx {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
 	}
 	res, err := br.Query()
 	if err != nil {
@@ -340,8 +381,12 @@ func (s *Store) insertStockRows(ctx context.Context, tx pgx.Tx, ins []StockInput
 	if err := res.Err(); err != nil {
 		return nil, err
 	}
-	if _, err := br.Exec(); err != nil {
-		return nil, err
+	if tx {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
+	} else if err := br.Close(); err != nil {
+		return nil, err // the statement's commit
 	}
 	for _, x := range got {
 		r, in := rows[x.k], &ins[rows[x.k].i]

@@ -29,11 +29,34 @@ func (c *country) submitBatch(t *testing.T, ins []reports.StockInput) []reports.
 	return out
 }
 
+// submitOutsideTx stores ins as StockRecorder's flush does, without a transaction block.
+func (c *country) submitOutsideTx(t *testing.T, ins []reports.StockInput) []reports.StockResult {
+	t.Helper()
+	out, err := c.rep.SubmitStocksOutsideTx(context.Background(), ins)
+	if err != nil {
+		t.Fatalf("SubmitStocksOutsideTx: %v", err)
+	}
+	if len(out) != len(ins) {
+		t.Fatalf("%d results for %d reports", len(out), len(ins))
+	}
+	return out
+}
+
+// bothWays runs a batch case in a caller's transaction and as the recorder stores it.
+func bothWays(t *testing.T, run func(t *testing.T, submit func(*country, *testing.T, []reports.StockInput) []reports.StockResult)) {
+	t.Run("in a transaction", func(t *testing.T) { t.Parallel(); run(t, (*country).submitBatch) })
+	t.Run("outside one", func(t *testing.T) { t.Parallel(); run(t, (*country).submitOutsideTx) })
+}
+
 // TestSubmitStockReports: a batch is each report as SubmitStockReport would take it: the
 // good ones stored with their numbers, the bad ones refused with their reasons, a
 // repeated key answered with the first report, in the batch or before it.
 func TestSubmitStockReports(t *testing.T) {
 	t.Parallel()
+	bothWays(t, testSubmitStockReports)
+}
+
+func testSubmitStockReports(t *testing.T, submitBatch func(*country, *testing.T, []reports.StockInput) []reports.StockResult) {
 	c := newCountry(t)
 	ctx := context.Background()
 	a, b, cw, d := c.workers["A"], c.workers["B"], c.workers["C"], c.workers["D"]
@@ -41,7 +64,7 @@ func TestSubmitStockReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := c.submitBatch(t, []reports.StockInput{
+	rs := submitBatch(c, t, []reports.StockInput{
 		{WorkerID: a, Commodity: "ORS", Quantity: 20, IdempotencyKey: "sms:2"},
 		{WorkerID: a, Commodity: "aspirin", Quantity: 3, IdempotencyKey: "sms:3"},
 		{WorkerID: b, Commodity: "zinc", Quantity: -1},
@@ -101,6 +124,10 @@ func TestSubmitStockReports(t *testing.T) {
 // batch are stored and the caller's transaction goes on.
 func TestSubmitStockReportsOneRefusedByPostgreSQL(t *testing.T) {
 	t.Parallel()
+	bothWays(t, testOneRefusedByPostgreSQL)
+}
+
+func testOneRefusedByPostgreSQL(t *testing.T, submitBatch func(*country, *testing.T, []reports.StockInput) []reports.StockResult) {
 	c := newCountry(t)
 	ctx := context.Background()
 	db := c.reg.DB()
@@ -109,7 +136,7 @@ func TestSubmitStockReportsOneRefusedByPostgreSQL(t *testing.T) {
 		CREATE TRIGGER refuse_666 BEFORE INSERT ON stock_reports FOR EACH ROW EXECUTE FUNCTION refuse_666()`); err != nil {
 		t.Fatal(err)
 	}
-	rs := c.submitBatch(t, []reports.StockInput{
+	rs := submitBatch(c, t, []reports.StockInput{
 		{WorkerID: c.workers["A"], Commodity: "ors", Quantity: 1, IdempotencyKey: "a"},
 		{WorkerID: c.workers["C"], Commodity: "ors", Quantity: 666, IdempotencyKey: "c"},
 		{WorkerID: c.workers["D"], Commodity: "zinc", Quantity: 2},
