@@ -191,21 +191,19 @@ func (l *stockLookups) queue(b *pgx.Batch, ins []StockInput) {
 			keys = append(keys, in.IdempotencyKey)
 		}
 	}
-	b.Queue(`SELECT w.id FROM workers w WHERE w.id = ANY($1)`, workers).Query(func(rows pgx.Rows) error {
-		return forEach(rows, func() error {
-			var id int64
-			err := rows.Scan(&id)
-			l.workers[mhero.WorkerID(id)] = true
-			return err
-		})
-	})
-	b.Queue(`SELECT w.id, `+facilityCols+` FROM workers w JOIN facilities f ON f.id = w.facility_id WHERE w.id = ANY($1)`,
+	// The workers and their own facilities, if they have one.
+	b.Queue(`SELECT w.id, COALESCE(f.id, 0), COALESCE(f.code, ''), COALESCE(f.name, ''), COALESCE(f.location_id, 0),
+			COALESCE(f.dhis2_uid, ''), COALESCE(f.dhis2_code, '')
+		FROM workers w LEFT JOIN facilities f ON f.id = w.facility_id WHERE w.id = ANY($1)`,
 		workers).Query(func(rows pgx.Rows) error {
 		return forEach(rows, func() error {
 			var id int64
 			var f mhero.Facility
 			err := rows.Scan(&id, &f.ID, &f.Code, &f.Name, &f.LocationID, &f.DHIS2UID, &f.DHIS2Code)
-			l.own[mhero.WorkerID(id)] = &f
+			l.workers[mhero.WorkerID(id)] = true
+			if f.ID != 0 {
+				l.own[mhero.WorkerID(id)] = &f
+			}
 			return err
 		})
 	})

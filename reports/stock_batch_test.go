@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mhero-health/mhero"
+	"github.com/mhero-health/mhero/registry"
 	"github.com/mhero-health/mhero/reports"
 )
 
@@ -116,6 +117,19 @@ func testSubmitStockReports(t *testing.T, submitBatch func(*country, *testing.T,
 	}
 	if latest := collect(t, c.rep.LatestStock(ctx, reports.Filter{Facility: "F3", Commodity: "ors"})); len(latest) != 1 || latest[0].Quantity != 5 {
 		t.Errorf("latest F3 ors = %+v, want 5", latest)
+	}
+	// A worker without a facility must name one.
+	e, err := c.reg.CreateWorker(ctx, registry.WorkerInput{Name: "E", MSISDN: "0886000005", Cadre: "chw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs = submitBatch(c, t, []reports.StockInput{{WorkerID: e.ID, Commodity: "ors", Quantity: 4},
+		{WorkerID: e.ID, Facility: "F2", Commodity: "ors", Quantity: 6}})
+	if mhero.ErrorCode(rs[0].Err) != mhero.EVALIDATION || !details(rs[0].Err)["facility"] {
+		t.Errorf("a worker without a facility naming none = %+v, %v; want refused for its facility", rs[0].Report, rs[0].Err)
+	}
+	if rs[1].Err != nil || rs[1].Report.Facility.Code != "F2" {
+		t.Errorf("a worker without a facility naming F2 = %+v, %v", rs[1].Report, rs[1].Err)
 	}
 }
 
