@@ -30,12 +30,12 @@ func (c *country) submitBatch(t *testing.T, ins []reports.StockInput) []reports.
 	return out
 }
 
-// submitOutsideTx stores ins as StockRecorder's flush does, without a transaction block.
-func (c *country) submitOutsideTx(t *testing.T, ins []reports.StockInput) []reports.StockResult {
+// record stores ins as StockRecorder's flush does.
+func (c *country) record(t *testing.T, ins []reports.StockInput) []reports.StockResult {
 	t.Helper()
-	out, err := c.rep.SubmitStocksOutsideTx(context.Background(), ins)
+	out, err := c.rep.RecordStocks(context.Background(), ins)
 	if err != nil {
-		t.Fatalf("SubmitStocksOutsideTx: %v", err)
+		t.Fatalf("RecordStocks: %v", err)
 	}
 	if len(out) != len(ins) {
 		t.Fatalf("%d results for %d reports", len(out), len(ins))
@@ -46,7 +46,7 @@ func (c *country) submitOutsideTx(t *testing.T, ins []reports.StockInput) []repo
 // bothWays runs a batch case in a caller's transaction and as the recorder stores it.
 func bothWays(t *testing.T, run func(t *testing.T, submit func(*country, *testing.T, []reports.StockInput) []reports.StockResult)) {
 	t.Run("in a transaction", func(t *testing.T) { t.Parallel(); run(t, (*country).submitBatch) })
-	t.Run("outside one", func(t *testing.T) { t.Parallel(); run(t, (*country).submitOutsideTx) })
+	t.Run("as the recorder", func(t *testing.T) { t.Parallel(); run(t, (*country).record) })
 }
 
 // TestSubmitStockReports: a batch is each report as SubmitStockReport would take it: the

@@ -2,7 +2,10 @@ package reports
 
 import (
 	"context"
+	"errors"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/mhero-health/mhero/internal/groupcommit"
 )
 
@@ -31,10 +34,7 @@ func (s *Store) NewStockRecorder(max, flushers int) *StockRecorder {
 	}
 	return &StockRecorder{c: groupcommit.New(groupcommit.Config[StockInput, *StockReport]{Max: max, Flushers: flushers, Log: s.Log,
 		Flush: func(ctx context.Context, ins []StockInput, out []groupcommit.Result[*StockReport]) error {
-			// No transaction block: the lookups are one round trip and the insert, which
-			// commits the batch, another (BEGIN, COMMIT and a savepoint would be three more
-			// statements and two more round trips per batch, for the same answers).
-			rs, err := s.submitStocks(ctx, s.db, ins)
+			rs, err := s.recordStocks(ctx, ins)
 			if err != nil {
 				return err
 			}
@@ -47,8 +47,8 @@ func (s *Store) NewStockRecorder(max, flushers int) *StockRecorder {
 }
 
 // Submit stores in as SubmitStockReport does (the same checks, errors and answer to a
-// repeated idempotency key), in a transaction shared with the counts submitted at the
-// same time, and returns once it is committed.
+// repeated idempotency key), in a statement shared with the counts submitted at the same
+// time, and returns once it is committed.
 func (r *StockRecorder) Submit(ctx context.Context, in StockInput) (*StockReport, error) {
 	return r.c.Do(ctx, in)
 }
@@ -57,3 +57,127 @@ func (r *StockRecorder) Submit(ctx context.Context, in StockInput) (*StockReport
 // after that returns groupcommit's ErrStopped. Stop the submissions' sources (HTTP, the
 // SMPP pool) first.
 func (r *StockRecorder) Run(ctx context.Context) { r.c.Run(ctx) }
+
+// recordStocks is the recorder's batch, stored as SubmitStockReports would store it but
+// mostly in one round trip. The counts a USSD session sends (for the worker's own
+// facility, every field valid, a key not met earlier in the batch) are looked up and
+// inserted by one statement, which also commits them. The others, and those the statement
+// did not store (an unknown worker or commodity, a worker without a facility, a key stored
+// before), go through submitStocks, which looks them up first and says why it refuses
+// one; so do all of them when PostgreSQL refuses the statement.
+func (s *Store) recordStocks(ctx context.Context, ins []StockInput) ([]StockResult, error) {
+	out := make([]StockResult, len(ins))
+	now := s.now()
+	var own []int
+	keys := map[string]bool{}
+	for i := range ins {
+		in := &ins[i]
+		if in.Facility != "" || len(in.check(now)) > 0 || in.IdempotencyKey != "" && keys[in.IdempotencyKey] {
+			continue
+		}
+		if in.IdempotencyKey != "" {
+			keys[in.IdempotencyKey] = true
+		}
+		own = append(own, i)
+	}
+	stored := make([]bool, len(ins))
+	if len(own) > 0 {
+		// Refused by PostgreSQL, the statement stored nothing: every count goes the
+		// checked way, which refuses only the count at fault.
+		var pe *pgconn.PgError
+		if err := s.insertOwnStocks(ctx, ins, own, now, out, stored); err != nil && !errors.As(err, &pe) {
+			return nil, err
+		}
+	}
+	var rest []int
+	var restIns []StockInput
+	for i := range ins {
+		if !stored[i] {
+			rest, restIns = append(rest, i), append(restIns, ins[i])
+		}
+	}
+	if len(rest) == 0 {
+		return out, nil
+	}
+	rs, err := s.submitStocks(ctx, s.db, restIns)
+	if err != nil {
+		return nil, err
+	}
+	for k, i := range rest {
+		out[i] = rs[k]
+	}
+	return out, nil
+}
+
+// insertOwnStocks inserts the counts own (indexes into ins) for their workers' own
+// facilities in one statement that looks the workers and commodities up, and fills the
+// results of those it stored (marking them in stored).
+func (s *Store) insertOwnStocks(ctx context.Context, ins []StockInput, own []int, now time.Time, out []StockResult, stored []bool) error {
+	n := len(own)
+	workers, codes, quantities, days := make([]int64, n), make([]string, n), make([]int32, n), make([]int32, n)
+	reported, keys := make([]time.Time, n), make([]*string, n)
+	for k, i := range own {
+		in := &ins[i]
+		workers[k], codes[k], quantities[k], days[k] = int64(in.WorkerID), normCode(in.Commodity), int32(in.Quantity), int32(in.StockoutDays)
+		reported[k] = in.ReportedAt
+		if reported[k].IsZero() {
+			reported[k] = now
+		}
+		if in.IdempotencyKey != "" {
+			keys[k] = &in.IdempotencyKey
+		}
+	}
+	// d holds the counts whose worker has a facility and whose commodity is active, each
+	// with its id taken once (MATERIALIZED), so that each returned id finds its count,
+	// stored or not (a key stored before).
+	rows, err := s.db.Query(ctx, `WITH d AS MATERIALIZED (
+			SELECT nextval('stock_reports_id_seq') AS id, d.n, d.worker, w.facility_id AS facility, c.id AS commodity,
+				d.quantity, d.days, d.reported, d.key
+			FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::timestamptz[], $6::text[])
+				WITH ORDINALITY AS d(worker, code, quantity, days, reported, key, n)
+			JOIN workers w ON w.id = d.worker AND w.facility_id IS NOT NULL
+			JOIN commodities c ON c.code = d.code AND c.active),
+		ins AS (INSERT INTO stock_reports
+				(id, facility_id, commodity_id, quantity, stockout_days, worker_id, reported_at, received_at, idempotency_key)
+			SELECT id, facility, commodity, quantity, days, worker, reported, $7, key FROM d ORDER BY n
+			ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+			RETURNING id, reported_at, received_at)
+		SELECT d.n, ins.id, ins.reported_at, ins.received_at, `+facilityCols+`
+		FROM d JOIN ins ON ins.id = d.id JOIN facilities f ON f.id = d.facility`,
+		workers, codes, quantities, days, reported, keys, now)
+	if err != nil {
+		return err
+	}
+	type storedRow struct {
+		k int
+		r StockReport
+	}
+	var got []storedRow
+	for rows.Next() {
+		var x storedRow
+		var n int64
+		f := &x.r.Facility
+		if err := rows.Scan(&n, &x.r.ID, &x.r.ReportedAt, &x.r.ReceivedAt, &f.ID, &f.Code, &f.Name, &f.LocationID,
+			&f.DHIS2UID, &f.DHIS2Code); err != nil {
+			rows.Close()
+			return err
+		}
+		x.k = int(n - 1)
+		got = append(got, x)
+	}
+	// Closed with every row read: the statement, and so the batch, is committed.
+	if rows.Close(); rows.Err() != nil {
+		return rows.Err()
+	}
+	for _, x := range got {
+		i := own[x.k]
+		in := &ins[i]
+		r := x.r
+		r.Ref, r.WorkerID, r.Commodity, r.Quantity, r.StockoutDays = Ref(RefStock, r.ID), in.WorkerID, normCode(in.Commodity),
+			in.Quantity, in.StockoutDays
+		out[i], stored[i] = StockResult{Report: &r}, true
+		s.Log.DebugContext(ctx, "stock report stored", "ref", r.Ref, "worker_id", r.WorkerID, "facility_id", r.Facility.ID,
+			"commodity", r.Commodity)
+	}
+	return nil
+}
