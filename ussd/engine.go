@@ -17,6 +17,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/mhero-health/mhero"
@@ -212,6 +213,9 @@ type Engine struct {
 	loc       *time.Location
 	now       func() time.Time
 	log       *slog.Logger
+	// endings are the saves of hops that ended their session, finishing after the
+	// answer (see Handle); Wait waits for them.
+	endings sync.WaitGroup
 }
 
 // NewEngine checks the configuration against the menus: every action and source a menu
@@ -351,10 +355,25 @@ func (e *Engine) Handle(ctx context.Context, req Request) Reply {
 	}
 	h := &hop{e: e, req: req, limit: limit}
 	reply, save := h.safeRun(ctx, st)
+	if reply.End {
+		// The session is over: the worker waits for nothing more from it, and a retry of
+		// this hop waits for the lock, then reads the answer saved. So the answer need not
+		// wait for the save: as when a save fails, an action that ran stays safe to run
+		// again under its idempotency key. Wait, at shutdown, waits for these saves.
+		e.endings.Go(func() { e.finish(ctx, h, key, token, st, save, raw, start) })
+		return reply
+	}
+	e.finish(ctx, h, key, token, st, save, raw, start)
+	return reply
+}
 
-	// Finish even when the hop's deadline has passed: release or save what it holds.
+// finish saves the state a locked hop left (or releases the lock when the state stands)
+// and remembers it, even when the hop's deadline has passed.
+func (e *Engine) finish(ctx context.Context, h *hop, key, token string, st, save *state, raw []byte, start time.Time) {
+	req := h.req
 	done, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
+	var err error
 	if save == nil {
 		err = e.store.UnlockUSSD(done, key, token)
 		save = st // the stored state stands: remember it as it was read (raw)
@@ -370,8 +389,12 @@ func (e *Engine) Handle(ctx context.Context, req Request) Reply {
 	}
 	e.remember(key, save, raw)
 	e.logHop(ctx, h, start)
-	return reply
 }
+
+// Wait waits until the saves of the hops that ended their sessions are done; call it
+// once nothing calls Handle any more (the gateways have stopped), before the session
+// store closes.
+func (e *Engine) Wait() { e.endings.Wait() }
 
 // swapHop answers the hop in one round trip when the engine remembers the session's
 // state (or the hop opens a session, when there should be none): it runs the hop over

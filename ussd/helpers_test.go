@@ -184,6 +184,7 @@ func newEnv(tb testing.TB, tune ...func(*ussd.Config)) *env {
 	if e.Engine, err = ussd.NewEngine(cfg); err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(e.Engine.Wait) // before the store closes
 	h, err := ussd.NewHandler(e.Engine, ussd.HTTPConfig{Gateways: map[string]ussd.GatewayConfig{
 		"africastalking": {Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
 		"jsonop":         {Secret: jsonOpSecret},

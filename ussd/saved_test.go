@@ -15,10 +15,12 @@ import (
 	"github.com/valkey-io/valkey-go"
 )
 
-// countingStore counts the round trips a SessionStore makes.
+// countingStore counts the round trips a SessionStore makes. While gate is set, saves
+// wait for it to close.
 type countingStore struct {
 	ussd.SessionStore
 	calls atomic.Int64
+	gate  atomic.Pointer[chan struct{}]
 }
 
 func (c *countingStore) LockUSSD(ctx context.Context, key string, hold time.Duration, maxHops int, window time.Duration) ([]byte, string, int, error) {
@@ -27,6 +29,9 @@ func (c *countingStore) LockUSSD(ctx context.Context, key string, hold time.Dura
 }
 
 func (c *countingStore) SaveUSSD(ctx context.Context, key, token string, state []byte, ttl time.Duration) error {
+	if g := c.gate.Load(); g != nil {
+		<-*g
+	}
 	c.calls.Add(1)
 	return c.SessionStore.SaveUSSD(ctx, key, token, state, ttl)
 }
@@ -43,16 +48,17 @@ func (c *countingStore) SwapUSSD(ctx context.Context, key string, old, state []b
 
 // A session's hops that land on the instance that saved its state need one round trip to
 // Valkey, not two; the hop that submits still takes the lock. Without remembered states
-// every hop takes two.
+// every hop takes two. The hop that ends the session is answered once it holds the lock
+// and has run: its save follows the answer.
 func TestRememberedStatesSaveARoundTripPerHop(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
-		name        string
-		savedStates int
-		want        []int64 // round trips of dial, Stock report, ORS, 40, Send
+		name           string
+		savedStates    int
+		want, answered []int64 // round trips of dial, Stock report, ORS, 40, Send; in all and before the answer
 	}{
-		{"remembered", 0, []int64{1, 1, 1, 1, 2}},
-		{"off", -1, []int64{2, 2, 2, 2, 2}},
+		{"remembered", 0, []int64{1, 1, 1, 1, 2}, []int64{1, 1, 1, 1, 1}},
+		{"off", -1, []int64{2, 2, 2, 2, 2}, []int64{2, 2, 2, 2, 1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -71,9 +77,49 @@ func TestRememberedStatesSaveARoundTripPerHop(t *testing.T) {
 					req = s.Answer(stockReport[hop-1])
 				}
 				before := counted.calls.Load()
-				rep = e.do(t, s, req)
-				if got := counted.calls.Load() - before; got != c.want[hop] {
-					t.Errorf("hop %d: %d round trips, want %d; answered %q", hop, got, c.want[hop], rep.Text)
+				gate := make(chan struct{})
+				if hop == len(stockReport) {
+					// The last hop's save waits until its answer is read: had the answer
+					// waited for the save, it would not come.
+					counted.gate.Store(&gate)
+				}
+				type answer struct {
+					rep ussd.Reply
+					err error
+				}
+				answers := make(chan answer, 1)
+				go func() {
+					rep, err := ussdtest.Do(e.Client, s, req)
+					answers <- answer{rep, err}
+				}()
+				select {
+				case a := <-answers:
+					if a.err != nil {
+						close(gate)
+						t.Fatalf("hop %d: %v", hop, a.err)
+					}
+					rep = a.rep
+				case <-time.After(3 * time.Second):
+					close(gate)
+					t.Fatalf("hop %d: no answer while its save waited", hop)
+				}
+				answered := counted.calls.Load() - before
+				// Wait (as at shutdown) returns only once the save is done.
+				waited := make(chan struct{})
+				go func() { e.Engine.Wait(); close(waited) }()
+				if hop == len(stockReport) {
+					select {
+					case <-waited:
+						t.Errorf("Wait returned while the last hop's save was in flight")
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+				counted.gate.Store(nil)
+				close(gate)
+				<-waited
+				if got := counted.calls.Load() - before; got != c.want[hop] || answered != c.answered[hop] {
+					t.Errorf("hop %d: %d round trips, %d before the answer; want %d, %d; answered %q", hop, got, answered,
+						c.want[hop], c.answered[hop], rep.Text)
 				}
 			}
 			if !strings.HasPrefix(rep.Text, "Thank you.") {
@@ -226,6 +272,49 @@ func TestRacingCopiesOfARememberedHopAgree(t *testing.T) {
 	}
 	if rep := e.do(t, s, s.Answer("1")); !strings.HasPrefix(rep.Text, "Thank you.") {
 		t.Errorf("the hop after the copies = %q, want the thanks", rep.Text)
+	}
+	if n := len(e.Actions["stock.submit"].Calls()); n != 1 {
+		t.Errorf("stock.submit ran %d times, want once", n)
+	}
+}
+
+// The hop that ends a session is answered before its save; a retry of it arriving
+// meanwhile waits for that save, then gets the same answer, and the report is submitted
+// once.
+func TestARetryOfTheEndingHopWaitsForItsSave(t *testing.T) {
+	t.Parallel()
+	var counted *countingStore
+	e := newEnv(t, func(cfg *ussd.Config) {
+		counted = &countingStore{SessionStore: cfg.Sessions}
+		cfg.Sessions = counted
+	})
+	s := e.session(t, "africastalking", "retry-end-1", "+231886000001")
+	e.do(t, s, s.Dial(""))
+	for _, in := range stockReport[:len(stockReport)-1] {
+		e.do(t, s, s.Answer(in))
+	}
+	last := s.Answer(stockReport[len(stockReport)-1])
+	retry := s.Hop(s.Len() - 1) // the same request again
+	gate := make(chan struct{})
+	counted.gate.Store(&gate)
+	first := e.do(t, s, last)
+	retried := make(chan ussd.Reply, 1)
+	go func() {
+		rep, err := ussdtest.Do(e.Client, s, retry)
+		if err != nil {
+			t.Error(err)
+		}
+		retried <- rep
+	}()
+	select {
+	case rep := <-retried:
+		t.Fatalf("the retry was answered %q while the first one's save waited", rep.Text)
+	case <-time.After(200 * time.Millisecond):
+	}
+	counted.gate.Store(nil)
+	close(gate)
+	if rep := <-retried; rep != first || !strings.HasPrefix(first.Text, "Thank you.") {
+		t.Errorf("retry = %+v, want the first answer %+v", rep, first)
 	}
 	if n := len(e.Actions["stock.submit"].Calls()); n != 1 {
 		t.Errorf("stock.submit ran %d times, want once", n)

@@ -302,6 +302,9 @@ func (a *App) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("receipts: still recording at the shutdown bound: %w", ctx.Err()))
 		}
 	}
+	if a.ussd != nil {
+		a.ussd.Wait() // the saves of the last hops that ended sessions (each bounded)
+	}
 	if a.sessions != nil {
 		a.sessions.Close()
 	}
