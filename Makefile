@@ -46,6 +46,7 @@ lint: $(STATICCHECK)
 	@! go list -deps ./smpp | grep -E 'jackc/pgx|valkey-go|/registry$$' || { echo "smpp must not import the registry or drivers other than go-smpp"; exit 1; }
 	@! go list -deps ./sessions | grep -E 'jackc/pgx|go-smpp' || { echo "sessions must not import pgx or go-smpp"; exit 1; }
 	@! go list -deps ./ussd | grep -E 'jackc/pgx|valkey-go|go-smpp|mhero/(registry|reports|outbox|sessions|smpp)$$' || { echo "ussd must reach storage and SMPP only through its interfaces"; exit 1; }
+	@! go list -deps ./internal/... | grep -E '^[a-z0-9-]+\.[a-z]' | grep -v '^github.com/mhero-health/mhero/internal/' || { echo "internal packages import the standard library only"; exit 1; }
 
 $(STATICCHECK):
 	go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
