@@ -11,8 +11,9 @@ import (
 
 // StockRecorder stores the stock counts that many goroutines submit at once (USSD hops,
 // each waiting to thank its worker) together: every Submit returns once its own report is
-// committed, but a batch costs one lookup, one insert, one run of the latest-stock
-// trigger and one commit, where a transaction each would cost them all per report.
+// committed, but a batch costs one statement (lookups, insert, one run of the
+// latest-stock trigger) and one commit, where a transaction each would cost them all per
+// report.
 type StockRecorder struct {
 	c *groupcommit.Committer[StockInput, *StockReport]
 }
@@ -32,8 +33,14 @@ func (s *Store) NewStockRecorder(max, flushers int) *StockRecorder {
 	if flushers <= 0 {
 		flushers = 1
 	}
+	// A hop gives up waiting at its own deadline (Detach) and answers "busy"; a batch gives
+	// up after flushTimeout, so that a stuck PostgreSQL fails the batches behind it too
+	// rather than holding them.
 	return &StockRecorder{c: groupcommit.New(groupcommit.Config[StockInput, *StockReport]{Max: max, Flushers: flushers, Log: s.Log,
+		Detach: true,
 		Flush: func(ctx context.Context, ins []StockInput, out []groupcommit.Result[*StockReport]) error {
+			ctx, cancel := context.WithTimeout(ctx, flushTimeout)
+			defer cancel()
 			rs, err := s.recordStocks(ctx, ins)
 			if err != nil {
 				return err
@@ -43,19 +50,27 @@ func (s *Store) NewStockRecorder(max, flushers int) *StockRecorder {
 			}
 			return nil
 		},
-		One: s.SubmitStockReport})}
+		One: func(ctx context.Context, in StockInput) (*StockReport, error) {
+			ctx, cancel := context.WithTimeout(ctx, flushTimeout)
+			defer cancel()
+			return s.SubmitStockReport(ctx, in)
+		}})}
 }
+
+// flushTimeout bounds a batch of stock counts (and each count retried alone).
+const flushTimeout = 10 * time.Second
 
 // Submit stores in as SubmitStockReport does (the same checks, errors and answer to a
 // repeated idempotency key), in a statement shared with the counts submitted at the same
-// time, and returns once it is committed.
+// time, and returns once it is committed. When ctx ends first it returns ctx's error and
+// the count is still stored (or refused) with its batch: a retry under the same
+// idempotency key gets that report.
 func (r *StockRecorder) Submit(ctx context.Context, in StockInput) (*StockReport, error) {
 	return r.c.Do(ctx, in)
 }
 
 // Run stores until ctx is done; then it stores what was handed in and returns. Submit
-// after that returns groupcommit's ErrStopped. Stop the submissions' sources (HTTP, the
-// SMPP pool) first.
+// after that returns an error. Stop the submissions' sources (HTTP, the SMPP pool) first.
 func (r *StockRecorder) Run(ctx context.Context) { r.c.Run(ctx) }
 
 // recordStocks is the recorder's batch, stored as SubmitStockReports would store it but

@@ -36,6 +36,12 @@ type Config[T, R any] struct {
 	Flush func(ctx context.Context, items []T, out []Result[R]) error
 	One   func(ctx context.Context, item T) (R, error)
 	Log   *slog.Logger
+	// Detach lets a caller whose context ends while its item is in a batch stop waiting:
+	// Do returns the context's error and the item is still committed or refused (a USSD
+	// hop answers "busy" within its budget; the worker's retry finds the report under its
+	// key). Without it Do waits for the answer whatever its context does (an SMSC must
+	// not be answered before its receipt is stored).
+	Detach bool
 }
 
 // Committer gathers and commits items until Run's context is done.
@@ -66,10 +72,10 @@ func New[T, R any](cfg Config[T, R]) *Committer[T, R] {
 	return &Committer[T, R]{cfg: cfg, in: make(chan pending[T, R], cfg.Max*cfg.Flushers)}
 }
 
-// Do hands item in and waits until it is committed or refused. Only a context done
-// before the item is handed in stops the wait: once handed in, the item is committed
-// whatever the caller's context does (the answer only tells the caller; it must not cut a
-// batch short).
+// Do hands item in and waits until it is committed or refused. A context done before the
+// item is handed in stops it; once handed in, the item is committed whatever the caller's
+// context does (the answer only tells the caller; it must not cut a batch short), and
+// with Detach the caller stops waiting when its context ends.
 func (c *Committer[T, R]) Do(ctx context.Context, item T) (R, error) {
 	p := pending[T, R]{item: item, done: make(chan Result[R], 1)}
 	c.mu.RLock()
@@ -86,8 +92,17 @@ func (c *Committer[T, R]) Do(ctx context.Context, item T) (R, error) {
 		var zero R
 		return zero, ctx.Err()
 	}
-	r := <-p.done
-	return r.Value, r.Err
+	if !c.cfg.Detach {
+		r := <-p.done
+		return r.Value, r.Err
+	}
+	select {
+	case r := <-p.done: // buffered: a flush never waits for a caller that left
+		return r.Value, r.Err
+	case <-ctx.Done():
+		var zero R
+		return zero, ctx.Err()
+	}
 }
 
 // Waiting is how many items are handed in and not yet taken by a flush.

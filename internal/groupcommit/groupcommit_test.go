@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mhero-health/mhero/internal/groupcommit"
 )
@@ -212,4 +213,43 @@ func TestStopCommitsWhatWasHandedIn(t *testing.T) {
 	}
 	stopIdle()
 	<-ran
+}
+
+// With Detach, a caller whose context ends while its item is in a flush stops waiting;
+// the item is committed all the same. Without it, the caller waits for its answer.
+func TestADetachedCallerStopsWaitingButItsItemIsCommitted(t *testing.T) {
+	for _, detach := range []bool{true, false} {
+		s := newStore()
+		c := groupcommit.New(groupcommit.Config[int, string]{Max: 4, Flushers: 1, Flush: s.flush, One: s.one, Detach: detach})
+		run, stop := context.WithCancel(context.Background())
+		ran := make(chan struct{})
+		go func() { defer close(ran); c.Run(run) }()
+		release := s.holdNext()
+		ctx, cancel := context.WithCancel(context.Background())
+		answered := make(chan error, 1)
+		go func() { _, err := c.Do(ctx, 1); answered <- err }()
+		until(func() bool { held := 0; s.lock(func() { held = s.held }); return held == 1 })
+		cancel()
+		select {
+		case err := <-answered:
+			if !detach || !errors.Is(err, context.Canceled) {
+				t.Errorf("detach %v: the caller left with %v while its item was in a flush", detach, err)
+			}
+		case <-time.After(100 * time.Millisecond):
+			if detach {
+				t.Error("a detached caller still waits after its context ended")
+			}
+		}
+		release()
+		if !detach {
+			if err := <-answered; err != nil {
+				t.Errorf("a caller that waited: %v", err)
+			}
+		}
+		stop()
+		<-ran
+		if !s.committed[1] { // Run has returned: every flush is over
+			t.Errorf("detach %v: the item was not committed", detach)
+		}
+	}
 }
