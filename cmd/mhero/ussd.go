@@ -29,8 +29,8 @@ func ussdHandlers(reg *registry.Store, rep *reports.Store, stock *reports.StockR
 }
 
 // ussdActions are the menus' named handlers: each files its report once per request key
-// (a retried hop gets the first result). Stock reports go through stock, in transactions
-// shared with the other hops submitting at the same time.
+// (a retried hop gets the first result). Stock reports go through stock, stored together
+// with those other hops submit at the same time.
 func ussdActions(reg *registry.Store, rep *reports.Store, stock *reports.StockRecorder, ob *outbox.Store, wake func()) map[string]ussd.Action {
 	atoi := func(r ussd.ActionRequest, name string) (int, error) {
 		v, ok := r.Vars[name]
@@ -206,8 +206,8 @@ func (a *App) startUSSD(cfg Config, log *slog.Logger, wake func()) error {
 	for i, c := range cfg.File.Commodities {
 		commodities[i] = ussd.Commodity{Code: c.Code, Name: c.Name}
 	}
-	// Stock reports are committed in shared transactions; the recorder outlives HTTP and
-	// the SMPP pool, the hops' two sources (Close stops it after both).
+	// Stock reports are committed together; the recorder outlives HTTP and the SMPP pool,
+	// the hops' two sources (Close stops it after both).
 	a.stock = a.reports.NewStockRecorder(0, 0)
 	var sctx context.Context
 	sctx, a.stopStock = context.WithCancel(context.Background())
