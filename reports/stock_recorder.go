@@ -37,7 +37,7 @@ func (s *Store) NewStockRecorder(max, flushers int) *StockRecorder {
 	// up after flushTimeout, so that a stuck PostgreSQL fails the batches behind it too
 	// rather than holding them.
 	return &StockRecorder{c: groupcommit.New(groupcommit.Config[StockInput, *StockReport]{Max: max, Flushers: flushers, Log: s.Log,
-		Detach: true,
+		Detach: true, Linger: stockLinger,
 		Flush: func(ctx context.Context, ins []StockInput, out []groupcommit.Result[*StockReport]) error {
 			ctx, cancel := context.WithTimeout(ctx, flushTimeout)
 			defer cancel()
@@ -59,6 +59,12 @@ func (s *Store) NewStockRecorder(max, flushers int) *StockRecorder {
 
 // flushTimeout bounds a batch of stock counts (and each count retried alone).
 const flushTimeout = 10 * time.Second
+
+// stockLinger is how long a batch waits for more counts once it has one. At 10,000 USSD
+// hops/s (2,000 reports/s) on two cores, 0.5 ms made batches larger: PostgreSQL's CPU
+// per hop fell by a fifth, the server's by a tenth, and the p99 of every hop with them,
+// for 0.5-1 ms more on the hop that submits.
+const stockLinger = 500 * time.Microsecond
 
 // Submit stores in as SubmitStockReport does (the same checks, errors and answer to a
 // repeated idempotency key), in a statement shared with the counts submitted at the same

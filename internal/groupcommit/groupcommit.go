@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 )
 
 // ErrStopped is returned by Do once the committer has stopped.
@@ -42,6 +43,10 @@ type Config[T, R any] struct {
 	// key). Without it Do waits for the answer whatever its context does (an SMSC must
 	// not be answered before its receipt is stored).
 	Detach bool
+	// Linger is how long a flush, once it has an item, waits for others to join it (up
+	// to Max) before committing: fewer, larger batches cost the database less per item,
+	// for that much more latency each. 0: it takes only the items already waiting.
+	Linger time.Duration
 }
 
 // Committer gathers and commits items until Run's context is done.
@@ -128,19 +133,44 @@ func (c *Committer[T, R]) loop(ctx context.Context) {
 	batch := make([]pending[T, R], 0, c.cfg.Max)
 	items := make([]T, 0, c.cfg.Max)
 	out := make([]Result[R], 0, c.cfg.Max)
+	var linger *time.Timer
 	for p := range c.in {
 		batch = append(batch[:0], p)
+		var until <-chan time.Time // nil: no lingering, take what is waiting
+		if c.cfg.Linger > 0 {
+			if linger == nil {
+				linger = time.NewTimer(c.cfg.Linger)
+			} else {
+				linger.Reset(c.cfg.Linger)
+			}
+			until = linger.C
+		}
 	more:
 		for len(batch) < c.cfg.Max {
+			if until == nil {
+				select {
+				case p, ok := <-c.in:
+					if !ok {
+						break more
+					}
+					batch = append(batch, p)
+				default:
+					break more
+				}
+				continue
+			}
 			select {
 			case p, ok := <-c.in:
 				if !ok {
 					break more
 				}
 				batch = append(batch, p)
-			default:
+			case <-until:
 				break more
 			}
+		}
+		if linger != nil {
+			linger.Stop() // a timer stopped or fired resets cleanly (Go 1.23)
 		}
 		items = items[:0]
 		for _, p := range batch {

@@ -253,3 +253,45 @@ func TestADetachedCallerStopsWaitingButItsItemIsCommitted(t *testing.T) {
 		}
 	}
 }
+
+// With Linger, a flush waits that long after its first item for others: items handed in
+// one after the other within it go together; a full batch does not wait, and a lone item
+// is committed once the linger is over.
+func TestLingerGathersItemsHandedInOneAfterAnother(t *testing.T) {
+	s := newStore()
+	c := groupcommit.New(groupcommit.Config[int, string]{Max: 3, Flushers: 1, Flush: s.flush, One: s.one, Linger: 2 * time.Second})
+	run, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); c.Run(run) }()
+	defer func() { stop(); <-ran }()
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for n := range 3 {
+		wg.Go(func() {
+			if _, err := c.Do(context.Background(), n); err != nil {
+				t.Error(err)
+			}
+		})
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a full batch waited %v for its linger", took)
+	}
+	s.lock(func() {
+		if len(s.batches) != 1 || s.batches[0] != 3 {
+			t.Errorf("batches %v: want the three items handed in one after the other together", s.batches)
+		}
+	})
+
+	lone := groupcommit.New(groupcommit.Config[int, string]{Max: 3, Flushers: 1, Flush: s.flush, One: s.one, Linger: 50 * time.Millisecond})
+	run2, stop2 := context.WithCancel(context.Background())
+	ran2 := make(chan struct{})
+	go func() { defer close(ran2); lone.Run(run2) }()
+	defer func() { stop2(); <-ran2 }()
+	start = time.Now()
+	if _, err := lone.Do(context.Background(), 9); err != nil || time.Since(start) < 50*time.Millisecond {
+		t.Errorf("a lone item: %v after %v; want it committed once the 50 ms linger is over", err, time.Since(start))
+	}
+}
