@@ -33,14 +33,13 @@ func (s *Store) NewStockRecorder(max, flushers int) *StockRecorder {
 	if flushers <= 0 {
 		flushers = 1
 	}
-	// A hop gives up waiting at its own deadline (Detach) and answers "busy"; a batch gives
-	// up after flushTimeout, so that a stuck PostgreSQL fails the batches behind it too
-	// rather than holding them.
+	// A stuck PostgreSQL fails a batch after stockTimeout, within a hop's budget (4 s by
+	// default): its hops answer "not sent, try again" rather than hang. A hop never stops
+	// waiting on its own: answered before its report's fate is known, a worker told "not
+	// sent" whose report was then stored would send it again under another key.
 	return &StockRecorder{c: groupcommit.New(groupcommit.Config[StockInput, *StockReport]{Max: max, Flushers: flushers, Log: s.Log,
-		Detach: true, Linger: stockLinger,
+		Timeout: stockTimeout, Linger: stockLinger,
 		Flush: func(ctx context.Context, ins []StockInput, out []groupcommit.Result[*StockReport]) error {
-			ctx, cancel := context.WithTimeout(ctx, flushTimeout)
-			defer cancel()
 			rs, err := s.recordStocks(ctx, ins)
 			if err != nil {
 				return err
@@ -50,15 +49,11 @@ func (s *Store) NewStockRecorder(max, flushers int) *StockRecorder {
 			}
 			return nil
 		},
-		One: func(ctx context.Context, in StockInput) (*StockReport, error) {
-			ctx, cancel := context.WithTimeout(ctx, flushTimeout)
-			defer cancel()
-			return s.SubmitStockReport(ctx, in)
-		}})}
+		One: s.SubmitStockReport})}
 }
 
-// flushTimeout bounds a batch of stock counts (and each count retried alone).
-const flushTimeout = 10 * time.Second
+// stockTimeout bounds a batch of stock counts, with its counts retried one by one.
+const stockTimeout = 3 * time.Second
 
 // stockLinger is how long a batch waits for more counts once it has one. At 10,000 USSD
 // hops/s (2,000 reports/s) on two cores, 0.5 ms made batches larger: PostgreSQL's CPU
@@ -68,9 +63,7 @@ const stockLinger = 500 * time.Microsecond
 
 // Submit stores in as SubmitStockReport does (the same checks, errors and answer to a
 // repeated idempotency key), in a statement shared with the counts submitted at the same
-// time, and returns once it is committed. When ctx ends first it returns ctx's error and
-// the count is still stored (or refused) with its batch: a retry under the same
-// idempotency key gets that report.
+// time, and returns once it is committed (or its batch failed).
 func (r *StockRecorder) Submit(ctx context.Context, in StockInput) (*StockReport, error) {
 	return r.c.Do(ctx, in)
 }

@@ -37,12 +37,10 @@ type Config[T, R any] struct {
 	Flush func(ctx context.Context, items []T, out []Result[R]) error
 	One   func(ctx context.Context, item T) (R, error)
 	Log   *slog.Logger
-	// Detach lets a caller whose context ends while its item is in a batch stop waiting:
-	// Do returns the context's error and the item is still committed or refused (a USSD
-	// hop answers "busy" within its budget; the worker's retry finds the report under its
-	// key). Without it Do waits for the answer whatever its context does (an SMSC must
-	// not be answered before its receipt is stored).
-	Detach bool
+	// Timeout, when positive, bounds a batch: its flush and, if that fails, its items
+	// committed one by one. A stuck database then fails the batch (each caller gets the
+	// error) instead of holding every caller behind it.
+	Timeout time.Duration
 	// Linger is how long a flush, once it has an item, waits for others to join it (up
 	// to Max) before committing: fewer, larger batches cost the database less per item,
 	// for that much more latency each. 0: it takes only the items already waiting.
@@ -77,10 +75,10 @@ func New[T, R any](cfg Config[T, R]) *Committer[T, R] {
 	return &Committer[T, R]{cfg: cfg, in: make(chan pending[T, R], cfg.Max*cfg.Flushers)}
 }
 
-// Do hands item in and waits until it is committed or refused. A context done before the
-// item is handed in stops it; once handed in, the item is committed whatever the caller's
-// context does (the answer only tells the caller; it must not cut a batch short), and
-// with Detach the caller stops waiting when its context ends.
+// Do hands item in and waits until it is committed or refused. Only a context done
+// before the item is handed in stops the wait: once handed in, the item is committed
+// whatever the caller's context does (the answer only tells the caller; it must not cut a
+// batch short, nor leave the caller not knowing whether its item was committed).
 func (c *Committer[T, R]) Do(ctx context.Context, item T) (R, error) {
 	p := pending[T, R]{item: item, done: make(chan Result[R], 1)}
 	c.mu.RLock()
@@ -97,17 +95,8 @@ func (c *Committer[T, R]) Do(ctx context.Context, item T) (R, error) {
 		var zero R
 		return zero, ctx.Err()
 	}
-	if !c.cfg.Detach {
-		r := <-p.done
-		return r.Value, r.Err
-	}
-	select {
-	case r := <-p.done: // buffered: a flush never waits for a caller that left
-		return r.Value, r.Err
-	case <-ctx.Done():
-		var zero R
-		return zero, ctx.Err()
-	}
+	r := <-p.done
+	return r.Value, r.Err
 }
 
 // Waiting is how many items are handed in and not yet taken by a flush.
@@ -178,21 +167,31 @@ func (c *Committer[T, R]) loop(ctx context.Context) {
 		}
 		out = out[:len(batch)]
 		clear(out)
-		err := c.cfg.Flush(ctx, items, out)
-		if err == nil {
-			for i, p := range batch {
-				p.done <- out[i]
-			}
-			continue
+		c.commit(ctx, batch, items, out)
+	}
+}
+
+// commit flushes one batch and answers its callers.
+func (c *Committer[T, R]) commit(ctx context.Context, batch []pending[T, R], items []T, out []Result[R]) {
+	if c.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+	}
+	err := c.cfg.Flush(ctx, items, out)
+	if err == nil {
+		for i, p := range batch {
+			p.done <- out[i]
 		}
-		if len(batch) == 1 {
-			batch[0].done <- Result[R]{Err: err}
-			continue
-		}
-		c.cfg.Log.Warn("batch not committed; committing its items one by one", "items", len(batch), "err", err)
-		for _, p := range batch {
-			v, err := c.cfg.One(ctx, p.item)
-			p.done <- Result[R]{Value: v, Err: err}
-		}
+		return
+	}
+	if len(batch) == 1 {
+		batch[0].done <- Result[R]{Err: err}
+		return
+	}
+	c.cfg.Log.Warn("batch not committed; committing its items one by one", "items", len(batch), "err", err)
+	for _, p := range batch {
+		v, err := c.cfg.One(ctx, p.item)
+		p.done <- Result[R]{Value: v, Err: err}
 	}
 }

@@ -215,42 +215,30 @@ func TestStopCommitsWhatWasHandedIn(t *testing.T) {
 	<-ran
 }
 
-// With Detach, a caller whose context ends while its item is in a flush stops waiting;
-// the item is committed all the same. Without it, the caller waits for its answer.
-func TestADetachedCallerStopsWaitingButItsItemIsCommitted(t *testing.T) {
-	for _, detach := range []bool{true, false} {
-		s := newStore()
-		c := groupcommit.New(groupcommit.Config[int, string]{Max: 4, Flushers: 1, Flush: s.flush, One: s.one, Detach: detach})
-		run, stop := context.WithCancel(context.Background())
-		ran := make(chan struct{})
-		go func() { defer close(ran); c.Run(run) }()
-		release := s.holdNext()
-		ctx, cancel := context.WithCancel(context.Background())
-		answered := make(chan error, 1)
-		go func() { _, err := c.Do(ctx, 1); answered <- err }()
-		until(func() bool { held := 0; s.lock(func() { held = s.held }); return held == 1 })
-		cancel()
-		select {
-		case err := <-answered:
-			if !detach || !errors.Is(err, context.Canceled) {
-				t.Errorf("detach %v: the caller left with %v while its item was in a flush", detach, err)
+// With a Timeout, a stuck database fails each batch once it is over, its items retried
+// one by one within it: every caller gets an error soon, none waits behind the stuck one.
+func TestTimeoutFailsABatchTheDatabaseDoesNotFinish(t *testing.T) {
+	stuck := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	c := groupcommit.New(groupcommit.Config[int, string]{Max: 2, Flushers: 1, Timeout: 100 * time.Millisecond,
+		Flush: func(ctx context.Context, _ []int, _ []groupcommit.Result[string]) error { return stuck(ctx) },
+		One:   func(ctx context.Context, _ int) (string, error) { return "", stuck(ctx) }})
+	run, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); c.Run(run) }()
+	defer func() { stop(); <-ran }()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for n := range 4 {
+		wg.Go(func() {
+			if _, err := c.Do(context.Background(), n); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("item %d of a stuck database: err = %v, want the batch's timeout", n, err)
 			}
-		case <-time.After(100 * time.Millisecond):
-			if detach {
-				t.Error("a detached caller still waits after its context ended")
-			}
-		}
-		release()
-		if !detach {
-			if err := <-answered; err != nil {
-				t.Errorf("a caller that waited: %v", err)
-			}
-		}
-		stop()
-		<-ran
-		if !s.committed[1] { // Run has returned: every flush is over
-			t.Errorf("detach %v: the item was not committed", detach)
-		}
+		})
+	}
+	wg.Wait()
+	// Four items in batches of up to two: at most four batches of 100 ms in a row.
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the callers of a stuck database waited %v", took)
 	}
 }
 
