@@ -215,7 +215,45 @@ type Engine struct {
 	log       *slog.Logger
 	// endings are the saves of hops that ended their session, finishing after the
 	// answer (see Handle); Wait waits for them.
-	endings sync.WaitGroup
+	endings inflight
+}
+
+// inflight counts goroutines at work and lets one wait until none is. Unlike a
+// WaitGroup it may be added to while waited on: a hop still running when a shutdown
+// gives up on HTTP must not panic the server.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle sync.Cond // on mu (init)
+}
+
+// init makes f ready; NewEngine calls it.
+func (f *inflight) init() { f.idle.L = &f.mu }
+
+// Go runs fn in a goroutine of its own, counted until it returns.
+func (f *inflight) Go(fn func()) {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+	go func() {
+		defer func() {
+			f.mu.Lock()
+			if f.n--; f.n == 0 {
+				f.idle.Broadcast()
+			}
+			f.mu.Unlock()
+		}()
+		fn()
+	}()
+}
+
+// Wait returns once no counted goroutine is running.
+func (f *inflight) Wait() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.n > 0 {
+		f.idle.Wait()
+	}
 }
 
 // NewEngine checks the configuration against the menus: every action and source a menu
@@ -228,6 +266,7 @@ func NewEngine(c Config) (*Engine, error) {
 	e := &Engine{menus: c.Menus, store: c.Sessions, directory: c.Directory, actions: c.Actions,
 		sources: map[string]Source{}, limit: c.ScreenLimit, ttl: c.SessionTTL, rate: c.RateLimit,
 		window: c.RateWindow, loc: c.Location, now: c.Now, log: c.Log}
+	e.endings.init()
 	if e.limit == 0 {
 		e.limit = DefaultScreenLimit
 	}
