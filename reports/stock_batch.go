@@ -392,14 +392,18 @@ func (s *Store) insertStockRows(ctx context.Context, db stockDB, ins []StockInpu
 			conflicts = append(conflicts, r.i)
 			continue
 		}
-		rep := &StockReport{ID: *x.id, Ref: Ref(RefStock, *x.id), WorkerID: in.WorkerID, Facility: *r.facility,
-			Commodity: normCode(in.Commodity), Quantity: in.Quantity, StockoutDays: in.StockoutDays,
-			ReportedAt: *x.reported, ReceivedAt: *x.receivedAt}
-		out[r.i] = StockResult{Report: rep}
-		s.Log.DebugContext(ctx, "stock report stored", "ref", rep.Ref, "worker_id", rep.WorkerID, "facility_id", rep.Facility.ID,
-			"commodity", rep.Commodity)
+		out[r.i] = StockResult{Report: s.storedStock(ctx, in, *x.id, *r.facility, *x.reported, *x.receivedAt)}
 	}
 	return conflicts, nil
+}
+
+// storedStock is the report PostgreSQL stored for in under id, logged at debug level.
+func (s *Store) storedStock(ctx context.Context, in *StockInput, id int64, f mhero.Facility, reported, received time.Time) *StockReport {
+	r := &StockReport{ID: id, Ref: Ref(RefStock, id), WorkerID: in.WorkerID, Facility: f, Commodity: normCode(in.Commodity),
+		Quantity: in.Quantity, StockoutDays: in.StockoutDays, ReportedAt: reported, ReceivedAt: received}
+	s.Log.DebugContext(ctx, "stock report stored", "ref", r.Ref, "worker_id", r.WorkerID, "facility_id", r.Facility.ID,
+		"commodity", r.Commodity)
+	return r
 }
 
 // stockColumns is rows as the insert's arrays: facility, commodity, quantity, stock-out

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mhero-health/mhero"
 	"github.com/mhero-health/mhero/internal/groupcommit"
 )
 
@@ -163,15 +164,17 @@ func (s *Store) insertOwnStocks(ctx context.Context, ins []StockInput, own []int
 		return err
 	}
 	type storedRow struct {
-		k int
-		r StockReport
+		k                  int
+		id                 int64
+		reported, received time.Time
+		f                  mhero.Facility
 	}
 	var got []storedRow
 	for rows.Next() {
 		var x storedRow
 		var n int64
-		f := &x.r.Facility
-		if err := rows.Scan(&n, &x.r.ID, &x.r.ReportedAt, &x.r.ReceivedAt, &f.ID, &f.Code, &f.Name, &f.LocationID,
+		f := &x.f
+		if err := rows.Scan(&n, &x.id, &x.reported, &x.received, &f.ID, &f.Code, &f.Name, &f.LocationID,
 			&f.DHIS2UID, &f.DHIS2Code); err != nil {
 			rows.Close()
 			return err
@@ -185,13 +188,7 @@ func (s *Store) insertOwnStocks(ctx context.Context, ins []StockInput, own []int
 	}
 	for _, x := range got {
 		i := own[x.k]
-		in := &ins[i]
-		r := x.r
-		r.Ref, r.WorkerID, r.Commodity, r.Quantity, r.StockoutDays = Ref(RefStock, r.ID), in.WorkerID, normCode(in.Commodity),
-			in.Quantity, in.StockoutDays
-		out[i], stored[i] = StockResult{Report: &r}, true
-		s.Log.DebugContext(ctx, "stock report stored", "ref", r.Ref, "worker_id", r.WorkerID, "facility_id", r.Facility.ID,
-			"commodity", r.Commodity)
+		out[i], stored[i] = StockResult{Report: s.storedStock(ctx, &ins[i], x.id, x.f, x.reported, x.received)}, true
 	}
 	return nil
 }
