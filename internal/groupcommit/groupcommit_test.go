@@ -88,12 +88,17 @@ func until(cond func() bool) {
 
 func start(t *testing.T, s *store, max, flushers int) (*groupcommit.Committer[int, string], func()) {
 	c := groupcommit.New(groupcommit.Config[int, string]{Max: max, Flushers: flushers, Flush: s.flush, One: s.one})
+	return c, running(t, c)
+}
+
+// running runs c until the returned stop is called (or the test ends) and stop returns.
+func running(t *testing.T, c *groupcommit.Committer[int, string]) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
-	stop := func() { cancel(); <-done }
+	stop = func() { cancel(); <-done }
 	t.Cleanup(stop)
-	return c, stop
+	return stop
 }
 
 // Items handed in while a flush commits go together in the next one, up to Max, and each
@@ -205,14 +210,14 @@ func TestStopCommitsWhatWasHandedIn(t *testing.T) {
 	if _, err := idle.Do(ctx, 9); !errors.Is(err, context.Canceled) {
 		t.Errorf("a full queue and a cancelled caller: err = %v", err)
 	}
-	run, stopIdle := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { defer close(ran); idle.Run(run) }()
-	if err := <-queued; err != nil || !s.committed[8] {
-		t.Errorf("the queued item once running: err = %v, committed %v", err, s.committed[8])
+	stopIdle := running(t, idle)
+	if err := <-queued; err != nil {
+		t.Errorf("the queued item once running: %v", err)
 	}
 	stopIdle()
-	<-ran
+	if !s.committed[8] {
+		t.Error("the queued item was not committed")
+	}
 }
 
 // With a Timeout, a stuck database fails each batch once it is over, its items retried
@@ -222,10 +227,7 @@ func TestTimeoutFailsABatchTheDatabaseDoesNotFinish(t *testing.T) {
 	c := groupcommit.New(groupcommit.Config[int, string]{Max: 2, Flushers: 1, Timeout: 100 * time.Millisecond,
 		Flush: func(ctx context.Context, _ []int, _ []groupcommit.Result[string]) error { return stuck(ctx) },
 		One:   func(ctx context.Context, _ int) (string, error) { return "", stuck(ctx) }})
-	run, stop := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { defer close(ran); c.Run(run) }()
-	defer func() { stop(); <-ran }()
+	running(t, c)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for n := range 4 {
@@ -248,10 +250,7 @@ func TestTimeoutFailsABatchTheDatabaseDoesNotFinish(t *testing.T) {
 func TestLingerGathersItemsHandedInOneAfterAnother(t *testing.T) {
 	s := newStore()
 	c := groupcommit.New(groupcommit.Config[int, string]{Max: 3, Flushers: 1, Flush: s.flush, One: s.one, Linger: 2 * time.Second})
-	run, stop := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { defer close(ran); c.Run(run) }()
-	defer func() { stop(); <-ran }()
+	running(t, c)
 
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -274,10 +273,7 @@ func TestLingerGathersItemsHandedInOneAfterAnother(t *testing.T) {
 	})
 
 	lone := groupcommit.New(groupcommit.Config[int, string]{Max: 3, Flushers: 1, Flush: s.flush, One: s.one, Linger: 50 * time.Millisecond})
-	run2, stop2 := context.WithCancel(context.Background())
-	ran2 := make(chan struct{})
-	go func() { defer close(ran2); lone.Run(run2) }()
-	defer func() { stop2(); <-ran2 }()
+	running(t, lone)
 	start = time.Now()
 	if _, err := lone.Do(context.Background(), 9); err != nil || time.Since(start) < 50*time.Millisecond {
 		t.Errorf("a lone item: %v after %v; want it committed once the 50 ms linger is over", err, time.Since(start))
